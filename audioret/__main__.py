@@ -1,0 +1,5 @@
+import sys
+
+from audioret.cli import main
+
+sys.exit(main())

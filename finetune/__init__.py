@@ -1,0 +1,1 @@
+"""audioret.finetune"""

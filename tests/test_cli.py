@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from audioret.cli import available_stages, main
+
+
+def test_help_lists_every_available_stage(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in available_stages():
+        assert name in out
+
+
+def test_unknown_stage_is_an_error(capsys):
+    assert main(["no-such-stage"]) == 2
+
+
+def test_console_script_and_module_entry_points():
+    for cmd in (["audioret", "--help"], [sys.executable, "-m", "audioret", "--help"]):
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        assert out.returncode == 0 and "stages" in out.stdout, out.stderr
+
+
+def test_every_stage_help_parses():
+    for name, (module, _) in available_stages().items():
+        mod = __import__(module, fromlist=["main"])
+        try:
+            code = mod.main(["--help"])
+        except SystemExit as e:  # argparse exits 0 after --help
+            code = e.code
+        assert code in (0, None), name

@@ -1,0 +1,1 @@
+"""audioret.train_heads"""
