@@ -1,0 +1,143 @@
+"""Decode audio files with soundfile (libsndfile): wav, flac, ogg/vorbis and mp3.
+
+torchaudio >= 2.9 has no ``load``/``info``; soundfile is the one decoder here. Every failure
+(missing, unreadable, corrupt, truncated, zero-length, non-finite samples) surfaces as
+``AudioDecodeError`` naming the file. Silence is valid audio.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .errors import AudioDecodeError
+from .resample import resample
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    sample_rate: int  # Hz
+    num_frames: int  # samples per channel
+    channels: int
+    duration: float  # seconds
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Rate, length and channels from the file header, without decoding the samples."""
+    path = Path(path)
+    try:
+        info = sf.info(str(path))
+    except Exception as exc:  # soundfile raises LibsndfileError/RuntimeError/OSError
+        raise AudioDecodeError(path, _reason(path, exc)) from exc
+    frames = int(info.frames)
+    rate = int(info.samplerate)
+    if rate <= 0:
+        raise AudioDecodeError(path, f"invalid sample rate {rate}")
+    return AudioInfo(sample_rate=rate, num_frames=frames, channels=int(info.channels),
+                     duration=frames / rate)
+
+
+def decode(path: str | Path, *, max_frames: int | None = None) -> tuple[np.ndarray, int]:
+    """(mono float32 samples [S], native sample rate); channels are averaged.
+
+    ``max_frames`` stops reading after that many frames (cheap crop of long files).
+    """
+    path = Path(path)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            rate = int(f.samplerate)
+            expected = int(f.frames)  # from the header (an estimate for mp3/ogg)
+            frames = -1 if max_frames is None else int(max_frames)
+            data = f.read(frames=frames, dtype="float32", always_2d=True)  # [S, C]
+            lossy = (f.format or "").upper() in _LOSSY_FORMATS
+            short_data = _wav_data_shortfall(f.extra_info)
+    except AudioDecodeError:
+        raise
+    except Exception as exc:
+        raise AudioDecodeError(path, _reason(path, exc)) from exc
+    if data.shape[0] == 0:
+        raise AudioDecodeError(path, "file holds no audio samples (zero length or truncated header)")
+    if short_data is not None:
+        raise AudioDecodeError(path, f"truncated: the WAV header declares {short_data[0]} data bytes, "
+                                     f"the file holds only {short_data[1]}")
+    wanted = expected if max_frames is None else min(expected, int(max_frames))
+    if _is_truncated(data.shape[0], wanted, lossy):
+        raise AudioDecodeError(path, f"truncated: header promises {wanted} frames, "
+                                     f"only {data.shape[0]} could be decoded")
+    mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+    if not np.isfinite(mono).all():
+        raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
+    return np.ascontiguousarray(mono), rate
+
+
+def load_audio(path: str | Path, target_sr: int | None = 16000, *,
+               max_samples: int | None = None) -> torch.Tensor:
+    """Decode ``path`` to a mono float32 tensor [S] at ``target_sr`` (None keeps the file's rate).
+
+    ``max_samples`` (counted at ``target_sr``) keeps only the first samples: the decoder reads
+    just enough frames, so a 10 min file capped at 30 s costs 30 s of decoding.
+    """
+    max_frames = None
+    if max_samples is not None:
+        info = probe(path)
+        rate = target_sr or info.sample_rate
+        # read a little more than needed so resampling filters have context at the cut
+        max_frames = int(np.ceil(max_samples * info.sample_rate / rate)) + 64
+    samples, rate = decode(path, max_frames=max_frames)
+    wave = torch.from_numpy(samples)
+    if target_sr is not None and target_sr != rate:
+        wave = resample(wave, rate, target_sr)
+    if max_samples is not None:
+        wave = wave[:max_samples]
+    return wave.contiguous()
+
+
+_LOSSY_FORMATS = ("MP3", "OGG", "MPEG")
+
+
+def _is_truncated(decoded: int, expected: int, lossy: bool) -> bool:
+    """Lossless formats must decode every frame the header promises; lossy ones (whose
+    header count is an estimate, off by encoder delay/padding) at least 90 % of it."""
+    if expected <= 0:
+        return False
+    if lossy:
+        return decoded < 0.9 * expected
+    return decoded < expected
+
+
+_WAV_DATA_LOG = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_SIZES = (0, 0xFFFFFFFF, 0x7FFFFFFF)  # placeholders written by streaming encoders
+
+
+def _wav_data_shortfall(log: str) -> tuple[int, int] | None:
+    """(declared, present) data bytes when libsndfile's header log says a WAV lost its tail.
+
+    libsndfile silently clamps such files to what is present, so this is the only sign.
+    """
+    match = _WAV_DATA_LOG.search(log or "")
+    if match is None:
+        return None
+    declared, present = int(match.group(1)), int(match.group(2))
+    if declared in _STREAMING_SIZES or present >= declared:
+        return None
+    return declared, present
+
+
+def _reason(path: Path, exc: BaseException) -> str:
+    if not path.exists():
+        return "file does not exist"
+    if path.is_dir():
+        return "path is a directory, not an audio file"
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        return f"cannot stat file ({err})"
+    if size == 0:
+        return "file is empty (0 bytes)"
+    text = str(exc).strip() or type(exc).__name__
+    return f"{text} ({size} bytes; corrupt, truncated or unsupported format)"
