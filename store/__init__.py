@@ -1,1 +1,44 @@
-"""audioret.store"""
+"""audioret.store: the Zarr v3 feature store between ``extract/`` and everything downstream.
+
+Format: see ``FORMAT.md`` next to this file (versioned; ``FORMAT_VERSION``). Imports nothing
+else from audioret. Public API:
+
+- ``create_store(path, metadata, *, overwrite=False, ignore=(), codec="blosc-zstd", storage_options=None)``
+- ``open_store(path, *, expect=None, mode="r", storage_options=None) -> FeatureStore``
+- ``FeatureStore.plan_audio / plan_text / plan / status / writer / items / audio / text / splits``
+- ``PartWriter.pending / put / fail / flush / close`` (context manager)
+- ``ItemTable.ids / captions / column / lengths / offsets / failed / failures / done / valid /
+  require_complete / get / batch / vectors / load / pooled``; ``Batch(values, lengths, mask)``
+- ``verify_store(path) -> list[str]`` (problems), ``summarize(path) -> dict``
+- ``FeatureDataset`` / ``collate`` (torch, in ``audioret.store.dataset``)
+- errors: ``StoreError``, ``StoreMismatchError`` (``.differences``), ``StoreIncompleteError``
+"""
+
+from __future__ import annotations
+
+from .core import (AUDIO, CODECS, DEFAULT_CODEC, TEXT, FeatureStore, FieldLayout, PartStatus, SplitPlan,
+                   SplitStatus, create_store, open_store)
+from .errors import StoreError, StoreIncompleteError, StoreMismatchError
+from .layout import FieldSpec
+from .meta import FORMAT_VERSION
+from .reader import Batch, ItemTable, masked_mean
+from .writer import PartWriter
+
+__all__ = ["AUDIO", "TEXT", "CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Batch", "FeatureStore", "FieldLayout",
+           "FieldSpec", "ItemTable", "PartStatus", "PartWriter", "SplitPlan", "SplitStatus", "StoreError",
+           "StoreIncompleteError", "StoreMismatchError", "create_store", "masked_mean", "open_store",
+           "verify_store", "summarize"]
+
+
+def verify_store(path, **kw):  # noqa: ANN001, ANN201 - thin lazy wrapper
+    """Check a store; returns a list of problems (empty = fine). See verify.py."""
+    from .verify import verify_store as _v
+
+    return _v(path, **kw)
+
+
+def summarize(path, **kw):  # noqa: ANN001, ANN201
+    """Dict summary of a store (splits, counts, sizes, encoder, completeness, failures)."""
+    from .verify import summarize as _s
+
+    return _s(path, **kw)

@@ -1,0 +1,91 @@
+"""``audioret store info PATH`` and ``audioret store verify PATH``.
+
+Thin: parses flags, calls ``summarize`` / ``verify_store``, prints with rich. Exit status of
+``verify``: 0 intact, 1 problems found, 2 no store at PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .errors import StoreError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="audioret store", description="Inspect or check a feature store.")
+    sub = p.add_subparsers(dest="command", required=True)
+    info = sub.add_parser("info", help="summary: splits, counts, sizes, encoder, completeness, failures")
+    info.add_argument("path", help="store path or fsspec URL (e.g. s3://bucket/feat.zarr)")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.add_argument("--failures", type=int, default=10, help="failures listed per table (default: 10)")
+    ver = sub.add_parser("verify", help="check offsets, lengths, finiteness, completeness (exit 1 on a problem)")
+    ver.add_argument("path", help="store path or fsspec URL")
+    ver.add_argument("--no-values", dest="values", action="store_false",
+                     help="skip decoding the data (only metadata, offsets and completeness)")
+    ver.add_argument("--allow-incomplete", action="store_true", help="do not count unfinished parts as problems")
+    return p
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+def _print_info(s: dict[str, Any], max_failures: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=None if sys.stdout.isatty() else 160)
+    md = s["metadata"]
+    con.print(f"[bold]{s['path']}[/bold]  format v{s['format_version']}  codec {s['codec']}  "
+              f"created {s['created']}  on disk {_size(s['disk_bytes'])}")
+    for key in ("audio_encoder", "text_encoder", "preprocessing", "corpus"):
+        if key in md:
+            con.print(f"  {key}: {json.dumps(md[key], default=str)[:300]}")
+    t = Table("split", "kind", "items", "written", "failed", "parts", "field", "dim", "dtype", "rows",
+              "kept fp", "on disk", "ratio")
+    for split, kinds in s["splits"].items():
+        for kind, k in kinds.items():
+            state = "[green]complete[/green]" if k["complete"] else f"[yellow]{k['items_done']}[/yellow]"
+            for j, (name, f) in enumerate(k["fields"].items()):
+                head = [split, kind, str(k["items"]), state, str(k["failed"]),
+                        f"{k['parts_complete']}/{k['parts']}"] if j == 0 else [""] * 6
+                ratio = f["disk_bytes"] / f["kept_bytes"] if f["kept_bytes"] else float("nan")
+                t.add_row(*head, name, str(f["dim"]), f["dtype"], str(f["rows"]), _size(f["kept_bytes"]),
+                          _size(f["disk_bytes"]), f"{ratio:.3f}")
+    con.print(t)
+    for split, kinds in s["splits"].items():
+        for kind, k in kinds.items():
+            for item, reason in list(k["failures"].items())[:max_failures]:
+                con.print(f"  [red]failed[/red] {split}/{kind} item {item}: {reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .verify import summarize, verify_store
+
+    if args.command == "info":
+        try:
+            s = summarize(args.path)
+        except StoreError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps(s, indent=1, default=str))
+        else:
+            _print_info(s, args.failures)
+        return 0
+    problems = verify_store(args.path, check_values=args.values, require_complete=not args.allow_incomplete)
+    if problems and problems[0].startswith("no audioret store"):
+        print(f"error: {problems[0]}", file=sys.stderr)
+        return 2
+    for p in problems:
+        print(f"PROBLEM {p}")
+    print(f"{args.path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0

@@ -1,0 +1,426 @@
+"""Create/open a store, plan a split, hand out writers and readers.
+
+Typical writer side (``extract/``)::
+
+    st = create_store(path, metadata)                       # refuses other metadata unless overwrite
+    plan = st.plan_audio("dev", clip_ids, num_frames, num_windows, dim=768, durations=d, num_parts=8)
+    for part in st.status("dev", "audio").pending_parts[rank::world]:
+        with st.writer("dev", "audio", part) as w:
+            for i in w.pending():                           # resumes after a crash
+                w.put(i, frames=f_i, windows=w_i)           # or w.fail(i, "undecodable: ...")
+
+Reader side: ``t = open_store(path, expect={...}).items("dev", "audio")`` (see reader.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import Store
+from zarr.errors import ContainsArrayError, ContainsGroupError
+
+from . import _io, layout, meta
+from .errors import StoreError, StoreMismatchError
+from .layout import FieldSpec
+
+AUDIO = "audio"
+TEXT = "text"
+CODECS = ("none", "blosc-zstd", "blosc-lz4", "zstd")
+DEFAULT_CODEC = "blosc-zstd"
+PLAN_VERSION = 1
+_ID_CHUNK = 1 << 16
+
+StoreLike = str | os.PathLike | Store
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    """Where one field lives: flat [rows, dim] array chunked by chunk_rows, sharded by shard_rows."""
+
+    dim: int
+    dtype: str
+    rows: int
+    chunk_rows: int
+    shard_rows: int
+    fixed: bool  # exactly one row per item
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """The deterministic layout of one item table (split x kind)."""
+
+    split: str
+    kind: str
+    num_items: int
+    parts: list[tuple[int, int]]
+    fields: dict[str, FieldLayout]
+    columns: dict[str, str]
+    digest: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_parts(self) -> int:
+        return len(self.parts)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": PLAN_VERSION, "split": self.split, "kind": self.kind, "num_items": self.num_items,
+                "parts": [list(p) for p in self.parts], "columns": self.columns, "digest": self.digest,
+                "attrs": self.attrs, "fields": {k: vars(v).copy() for k, v in self.fields.items()}}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SplitPlan:
+        return cls(split=d["split"], kind=d["kind"], num_items=int(d["num_items"]),
+                   parts=[(int(a), int(b)) for a, b in d["parts"]], columns=dict(d["columns"]),
+                   digest=d["digest"], attrs=dict(d.get("attrs", {})),
+                   fields={k: FieldLayout(**v) for k, v in d["fields"].items()})
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    part: int
+    start: int
+    end: int
+    items_done: int             # prefix of the part durably written
+    complete: bool
+    failures: dict[int, str]    # global item index -> reason
+
+
+@dataclass(frozen=True)
+class SplitStatus:
+    split: str
+    kind: str
+    num_items: int
+    parts: list[PartStatus]
+
+    @property
+    def complete(self) -> bool:
+        return all(p.complete for p in self.parts)
+
+    @property
+    def pending_parts(self) -> list[int]:
+        return [p.part for p in self.parts if not p.complete]
+
+    @property
+    def items_done(self) -> int:
+        return sum(p.items_done for p in self.parts)
+
+    @property
+    def failures(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for p in self.parts:
+            out.update(p.failures)
+        return out
+
+    def done_mask(self) -> np.ndarray:
+        """bool [N]: True where the item's rows are durably written (failed items included)."""
+        mask = np.zeros(self.num_items, dtype=bool)
+        for p in self.parts:
+            mask[p.start:p.start + p.items_done] = True
+        return mask
+
+
+def _compressors(codec: str, itemsize: int) -> Any:
+    from zarr.codecs import BloscCodec, ZstdCodec
+
+    if codec == "none":
+        return None
+    if codec == "blosc-zstd":
+        return [BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=itemsize)]
+    if codec == "blosc-lz4":
+        return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle", typesize=itemsize)]
+    if codec == "zstd":
+        return [ZstdCodec(level=3)]
+    raise StoreError(f"unknown codec {codec!r}: expected one of {CODECS}")
+
+
+def _describe(path: StoreLike) -> str:
+    return str(path) if not isinstance(path, Store) else f"{type(path).__name__}({path})"
+
+
+def _open_group(path: StoreLike, mode: str, storage_options: Mapping[str, Any] | None) -> zarr.Group:
+    if isinstance(path, Store):
+        return zarr.open_group(store=path, mode=mode)
+    text = os.fspath(path)
+    if "://" in text:
+        return zarr.open_group(store=text, mode=mode, storage_options=dict(storage_options or {}))
+    return zarr.open_group(store=zarr.storage.LocalStore(text, read_only=mode == "r"), mode=mode)
+
+
+def _exists(path: StoreLike, storage_options: Mapping[str, Any] | None) -> zarr.Group | None:
+    try:
+        return _open_group(path, "r", storage_options)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
+        return None
+
+
+def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: bool = False,
+                 ignore: Iterable[str] = (), codec: str = DEFAULT_CODEC,
+                 storage_options: Mapping[str, Any] | None = None) -> FeatureStore:
+    """Create a store, or reopen it for writing when it was made with the same metadata.
+
+    Metadata keys (dotted, under ``ignore``) and ``created``/``package_versions`` are not compared.
+    A store with other metadata raises StoreMismatchError (both values per key) unless
+    ``overwrite=True``, which deletes it first. Safe to call from every writer process.
+    """
+    if codec not in CODECS:
+        raise StoreError(f"unknown codec {codec!r}: expected one of {CODECS}")
+    where = _describe(path)
+    old = _exists(path, storage_options)
+    if old is not None and not overwrite:
+        info = old.attrs.get(meta.ATTR_KEY)
+        if info is None:
+            if any(True for _ in old.members()):
+                raise StoreError(f"{where} exists and is not an audioret store; pick another path or pass "
+                                 "overwrite=True to replace it")
+        else:
+            _check_version(where, info)
+            d = meta.diff(info["metadata"], dict(metadata), only_expected=False, ignore=ignore)
+            if d:
+                raise StoreMismatchError(where, d, hint="pass overwrite=True (extract --overwrite) to "
+                                         "replace the store, or write to another path")
+            return FeatureStore(_open_group(path, "r+", storage_options), where, writable=True)
+    group = _open_group(path, "w" if overwrite or old is not None else "a", storage_options)
+    full = dict(metadata)
+    full.update(format_version=meta.FORMAT_VERSION, created=meta.now_iso(),
+                package_versions=meta.package_versions())
+    group.attrs[meta.ATTR_KEY] = {"format_version": meta.FORMAT_VERSION, "metadata": full, "codec": codec}
+    return FeatureStore(group, where, writable=True)
+
+
+def open_store(path: StoreLike, *, expect: Mapping[str, Any] | None = None, mode: str = "r",
+               storage_options: Mapping[str, Any] | None = None) -> FeatureStore:
+    """Open an existing store (``mode`` "r" or "r+"); ``expect`` = metadata subset that must match.
+
+    Raises StoreError when there is no store, StoreMismatchError naming every differing key with
+    the store's and the expected value (e.g. another audio encoder or sample rate).
+    """
+    where = _describe(path)
+    group = _exists(path, storage_options)
+    if group is None or meta.ATTR_KEY not in group.attrs:
+        raise StoreError(f"no audioret store at {where}: expected a zarr group written by "
+                         "`audioret extract` (check the path)")
+    _check_version(where, group.attrs[meta.ATTR_KEY])
+    if mode != "r":
+        group = _open_group(path, mode, storage_options)
+    st = FeatureStore(group, where, writable=mode != "r")
+    if expect:
+        d = meta.diff(st.metadata, expect, only_expected=True)
+        if d:
+            raise StoreMismatchError(where, d, hint="re-extract features with the expected encoder/"
+                                     "preprocessing, or open the store that matches them")
+    return st
+
+
+def _check_version(where: str, info: Mapping[str, Any]) -> None:
+    v = info.get("format_version")
+    if v != meta.FORMAT_VERSION:
+        raise StoreError(f"store {where} has format version {v}, this audioret reads version "
+                         f"{meta.FORMAT_VERSION}: re-extract or use the matching audioret release")
+
+
+class FeatureStore:
+    """An opened store. Splits hold item tables of kind "audio" and "text"."""
+
+    def __init__(self, group: zarr.Group, where: str, writable: bool) -> None:
+        self.group = group
+        self.where = where
+        self.writable = writable
+
+    # ---- description ---------------------------------------------------------------------
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.group.attrs[meta.ATTR_KEY]["metadata"])
+
+    @property
+    def codec(self) -> str:
+        return str(self.group.attrs[meta.ATTR_KEY].get("codec", DEFAULT_CODEC))
+
+    @property
+    def zstore(self) -> Store:
+        return self.group.store
+
+    def _prefix(self, split: str, kind: str) -> str:
+        base = self.group.path
+        return f"{base}/{split}/{kind}" if base else f"{split}/{kind}"
+
+    def splits(self) -> list[str]:
+        return sorted(name for name, _ in self.group.groups())
+
+    def kinds(self, split: str) -> list[str]:
+        return [k for k in (AUDIO, TEXT) if self.has(split, k)] + sorted(
+            k for k in self._kind_names(split) if k not in (AUDIO, TEXT) and self.has(split, k))
+
+    def _kind_names(self, split: str) -> list[str]:
+        try:
+            return [name for name, _ in self.group[split].groups()]
+        except KeyError:
+            return []
+
+    def has(self, split: str, kind: str) -> bool:
+        return _io.read_json(self.zstore, self._prefix(split, kind) + "/plan.json") is not None
+
+    def plan_of(self, split: str, kind: str) -> SplitPlan:
+        d = _io.read_json(self.zstore, self._prefix(split, kind) + "/plan.json")
+        if d is None:
+            raise StoreError(f"store {self.where} has no planned {kind!r} items for split {split!r} "
+                             f"(splits present: {self.splits()}); run extraction for it first")
+        return SplitPlan.from_json(d)
+
+    # ---- planning ----------------------------------------------------------------------
+    def plan(self, split: str, kind: str, ids: Sequence[str], fields: Mapping[str, FieldSpec], *,
+             columns: Mapping[str, Sequence[Any] | np.ndarray] | None = None, num_parts: int | None = None,
+             chunk_rows: int | None = None, shard_chunks: int = layout.DEFAULT_SHARD_CHUNKS,
+             codec: str | None = None, attrs: Mapping[str, Any] | None = None) -> SplitPlan:
+        """Lay out ``len(ids)`` items with the given fields; idempotent and deterministic.
+
+        If the split/kind is already planned, checks the new inputs give the same plan
+        (StoreMismatchError otherwise) and returns it. ``num_parts`` (default: one per ~512 MiB)
+        is the unit of work of one writer. ``chunk_rows``/``shard_chunks`` override the chunking
+        (tests use tiny ones). ``attrs``: JSON-able split-level metadata (corpus split name, ...).
+        """
+        self._require_writable()
+        return _plan(self, split, kind, ids, fields, columns or {}, num_parts, chunk_rows, shard_chunks,
+                     codec or self.codec, dict(attrs or {}))
+
+    def plan_audio(self, split: str, clip_ids: Sequence[str], num_frames: Sequence[int],
+                   num_windows: Sequence[int], *, dim: int, durations: Sequence[float] | None = None,
+                   window_dim: int | None = None, dtype: str = "float16",
+                   extra_fields: Mapping[str, FieldSpec] | None = None, **kw: Any) -> SplitPlan:
+        """Audio items: ``frames`` [T_i, dim], ``windows`` [W_i, window_dim or dim]; column ``duration``."""
+        fields = {"frames": FieldSpec(num_frames, dim, dtype),
+                  "windows": FieldSpec(num_windows, window_dim or dim, dtype), **(extra_fields or {})}
+        cols = {} if durations is None else {"duration": np.asarray(durations, dtype=np.float32)}
+        return self.plan(split, AUDIO, clip_ids, fields, columns=cols, **kw)
+
+    def plan_text(self, split: str, captions: Sequence[str], clip_index: Sequence[int],
+                  num_tokens: Sequence[int], *, dim: int, dtype: str = "float16", **kw: Any) -> SplitPlan:
+        """Text items: ``tokens`` [L_j, dim], ``first`` [dim]; column ``clip_index`` (caption -> audio row)."""
+        fields = {"tokens": FieldSpec(num_tokens, dim, dtype), "first": FieldSpec(None, dim, dtype)}
+        cols = {"clip_index": np.asarray(clip_index, dtype=np.int32)}
+        return self.plan(split, TEXT, captions, fields, columns=cols, **kw)
+
+    # ---- writing / status / reading ---------------------------------------------------------
+    def status(self, split: str, kind: str) -> SplitStatus:
+        """Completion of every part (reads the part records only)."""
+        plan = self.plan_of(split, kind)
+        parts = []
+        for p, (a, b) in enumerate(plan.parts):
+            rec = _io.read_json(self.zstore, f"{self._prefix(split, kind)}/parts/{p:05d}.json") or {}
+            parts.append(PartStatus(p, a, b, int(rec.get("items_done", 0)), bool(rec.get("complete", False)),
+                                    {int(k): v for k, v in rec.get("failures", {}).items()}))
+        return SplitStatus(split, kind, plan.num_items, parts)
+
+    def writer(self, split: str, kind: str, part: int, *, flush_bytes: int | None = None,
+               background: bool = False) -> Any:
+        """A PartWriter for part ``part`` (one process per part; see writer.py)."""
+        from .writer import PartWriter
+
+        self._require_writable()
+        return PartWriter(self, self.plan_of(split, kind), part, flush_bytes=flush_bytes, background=background)
+
+    def items(self, split: str, kind: str, *, cache_bytes: int = 512 << 20) -> Any:
+        """An ItemTable reader (ids, columns, lengths, batches, whole-field loads; see reader.py)."""
+        from .reader import ItemTable
+
+        return ItemTable(self, self.plan_of(split, kind), cache_bytes=cache_bytes)
+
+    def audio(self, split: str, **kw: Any) -> Any:
+        return self.items(split, AUDIO, **kw)
+
+    def text(self, split: str, **kw: Any) -> Any:
+        return self.items(split, TEXT, **kw)
+
+    def _require_writable(self) -> None:
+        if not self.writable:
+            raise StoreError(f"store {self.where} is open read-only: use create_store(...) or "
+                             "open_store(..., mode='r+') to write")
+
+    def __repr__(self) -> str:
+        return f"FeatureStore({self.where!r}, splits={self.splits()})"
+
+
+def _plan(st: FeatureStore, split: str, kind: str, ids: Sequence[str], fields: Mapping[str, FieldSpec],
+          columns: Mapping[str, Any], num_parts: int | None, chunk_rows: int | None, shard_chunks: int,
+          codec: str, attrs: dict[str, Any]) -> SplitPlan:
+    ids = [str(i) for i in ids]
+    n = len(ids)
+    cols = {k: np.asarray(v) for k, v in columns.items()}
+    for name, col in cols.items():
+        if col.shape != (n,):
+            raise StoreError(f"column {name!r} has shape {col.shape}, expected ({n},) = one value per item")
+    lens: dict[str, np.ndarray] = {}
+    for name, spec in fields.items():
+        ln = np.ones(n, dtype=np.int64) if spec.lengths is None else np.asarray(spec.lengths, dtype=np.int64)
+        if ln.shape != (n,) or (ln < 0).any():
+            raise StoreError(f"field {name!r}: lengths must be {n} non-negative ints, got shape {ln.shape}")
+        if spec.dtype not in ("float16", "float32"):
+            raise StoreError(f"field {name!r}: dtype {spec.dtype!r}, expected 'float16' or 'float32'")
+        lens[name] = ln
+    total = sum(int(lens[k].sum()) * s.dim * np.dtype(s.dtype).itemsize for k, s in fields.items())
+    parts = layout.split_parts(n, num_parts or layout.auto_num_parts(total, n))
+    flayout: dict[str, FieldLayout] = {}
+    offsets: dict[str, np.ndarray] = {}
+    for name, spec in fields.items():
+        itemsize = np.dtype(spec.dtype).itemsize
+        cr = chunk_rows or layout.auto_chunk_rows(spec.dim, itemsize)
+        off, rows = layout.ragged_offsets(lens[name], parts, cr * shard_chunks)
+        offsets[name] = off
+        flayout[name] = FieldLayout(spec.dim, spec.dtype, rows, cr, cr * shard_chunks, spec.lengths is None)
+    dg = layout.digest(ids, cols, {k: (offsets[k], lens[k]) for k in fields}, parts)
+    plan = SplitPlan(split, kind, n, parts, flayout, {k: str(v.dtype) for k, v in cols.items()}, dg, attrs)
+    prefix = st._prefix(split, kind)
+    old = _io.read_json(st.zstore, prefix + "/plan.json")
+    if old is not None:
+        old_plan = SplitPlan.from_json(old)
+        d = meta.diff(_plan_summary(old_plan), _plan_summary(plan), only_expected=False)
+        if d:
+            raise StoreMismatchError(st.where, d, what=f"plan of {split}/{kind}",
+                                     hint="the corpus or encoder changed since this split was planned: "
+                                     "extract into a new store or pass overwrite")
+        return old_plan
+    g = st.group.require_group(split).require_group(kind)
+    _put_array(g, "ids", np.array(ids, dtype=object) if n else np.array([], dtype=object), str, (_ID_CHUNK,))
+    for name, col in cols.items():
+        _put_array(g, f"col/{name}", col, col.dtype, (_ID_CHUNK,))
+    compressors_for = {k: _compressors(codec, np.dtype(v.dtype).itemsize) for k, v in flayout.items()}
+    for name, fl in flayout.items():
+        _put_array(g, f"{name}/offsets", offsets[name], np.int64, (_ID_CHUNK,))
+        _put_array(g, f"{name}/lengths", lens[name].astype(np.int32), np.int32, (_ID_CHUNK,))
+        _ensure_data(g, f"{name}/data", fl, compressors_for[name])
+    _io.write_json(st.zstore, prefix + "/plan.json", plan.to_json())
+    return plan
+
+
+def _plan_summary(p: SplitPlan) -> dict[str, Any]:
+    return {"num_items": p.num_items, "parts": [list(x) for x in p.parts], "digest": p.digest,
+            "fields": {k: vars(v) for k, v in p.fields.items()}, "columns": p.columns}
+
+
+def _put_array(g: zarr.Group, name: str, values: np.ndarray, dtype: Any, chunks: tuple[int]) -> None:
+    """Create (or reuse, when another process created it) a small 1-D array and write it."""
+    shape = (len(values),)
+    chunks = (max(1, min(chunks[0], shape[0] or 1)),)
+    try:
+        arr = g.create_array(name, shape=shape, dtype=dtype, chunks=chunks, overwrite=False)
+    except (ContainsArrayError, ContainsGroupError):
+        arr = g[name]
+    if shape[0]:
+        arr[:] = values
+
+
+def _ensure_data(g: zarr.Group, name: str, fl: FieldLayout, compressors: Any) -> None:
+    try:
+        g.create_array(name, shape=(fl.rows, fl.dim), dtype=fl.dtype, chunks=(fl.chunk_rows, fl.dim),
+                       shards=(fl.shard_rows, fl.dim), compressors=compressors, fill_value=0,
+                       overwrite=False)
+    except (ContainsArrayError, ContainsGroupError):
+        arr = g[name]
+        if arr.shape != (fl.rows, fl.dim) or str(arr.dtype) != fl.dtype:
+            raise StoreMismatchError(str(g.store), {name: ((arr.shape, str(arr.dtype)), ((fl.rows, fl.dim), fl.dtype))},
+                                     what="data array") from None

@@ -1,0 +1,145 @@
+"""``info`` and ``verify``: what a store holds, and whether it is intact."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from zarr.core.sync import sync
+
+from . import layout
+from .core import FeatureStore, StoreLike, open_store
+from .errors import StoreError
+
+
+def _open(path: StoreLike | FeatureStore, storage_options: Mapping[str, Any] | None) -> FeatureStore:
+    return path if isinstance(path, FeatureStore) else open_store(path, storage_options=storage_options)
+
+
+def disk_bytes(st: FeatureStore, prefix: str = "") -> int:
+    """Stored bytes under ``prefix`` (whole store when empty)."""
+    full = f"{st.group.path}/{prefix}".strip("/") if st.group.path else prefix
+    return int(sync(st.zstore.getsize_prefix(full)))
+
+
+def summarize(path: StoreLike | FeatureStore, *, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """JSON-able summary: metadata, and per split/kind counts, completeness, failures, sizes."""
+    st = _open(path, storage_options)
+    md = st.metadata
+    out: dict[str, Any] = {"path": st.where, "format_version": md.get("format_version"), "codec": st.codec,
+                           "created": md.get("created"), "metadata": md, "splits": {}}
+    for split in st.splits():
+        for kind in st.kinds(split):
+            plan, status = st.plan_of(split, kind), st.status(split, kind)
+            fields = {}
+            for name, fl in plan.fields.items():
+                kept = int(np.asarray(st.group[f"{split}/{kind}/{name}/lengths"][:]).sum()) if plan.num_items else 0
+                fields[name] = {"dim": fl.dim, "dtype": fl.dtype, "rows": kept,
+                                "kept_bytes": kept * fl.dim * np.dtype(fl.dtype).itemsize,
+                                "disk_bytes": disk_bytes(st, f"{split}/{kind}/{name}/data")}
+            out["splits"].setdefault(split, {})[kind] = {
+                "items": plan.num_items, "items_done": status.items_done, "parts": plan.num_parts,
+                "parts_complete": plan.num_parts - len(status.pending_parts), "complete": status.complete,
+                "failed": len(status.failures), "failures": {str(k): v for k, v in sorted(status.failures.items())},
+                "fields": fields, "attrs": plan.attrs}
+    out["disk_bytes"] = disk_bytes(st)
+    return out
+
+
+def verify_store(path: StoreLike | FeatureStore, *, check_values: bool = True, require_complete: bool = True,
+                 storage_options: Mapping[str, Any] | None = None) -> list[str]:
+    """All problems found (empty list = intact): plan digest, offsets/lengths, part alignment,
+    completeness, decodable and finite data. Never raises for a damaged store."""
+    try:
+        st = _open(path, storage_options)
+    except StoreError as e:
+        return [str(e)]
+    problems: list[str] = []
+    splits = st.splits()
+    if not splits:
+        problems.append(f"{st.where}: no splits planned")
+    for split in splits:
+        kinds = st.kinds(split)
+        if not kinds:
+            problems.append(f"{split}: group present but no planned item table (plan.json missing)")
+        for kind in kinds:
+            try:
+                problems += [f"{split}/{kind}: {p}" for p in _verify_table(st, split, kind, check_values,
+                                                                           require_complete)]
+            except Exception as e:  # a damaged store can fail anywhere: report, never crash
+                problems.append(f"{split}/{kind}: cannot be read ({type(e).__name__}: {e})")
+    return problems
+
+
+def _verify_table(st: FeatureStore, split: str, kind: str, check_values: bool, require_complete: bool) -> list[str]:
+    plan = st.plan_of(split, kind)
+    g = st.group[f"{split}/{kind}"]
+    n = plan.num_items
+    out: list[str] = []
+    ids = [str(x) for x in np.asarray(g["ids"][:])] if n else []
+    cols = {c: np.asarray(g[f"col/{c}"][:]) for c in plan.columns} if n else {}
+    offs = {k: np.asarray(g[f"{k}/offsets"][:]) if n else np.zeros(0, np.int64) for k in plan.fields}
+    lens = {k: np.asarray(g[f"{k}/lengths"][:]).astype(np.int64) if n else np.zeros(0, np.int64)
+            for k in plan.fields}
+    if len(ids) != n:
+        out.append(f"ids has {len(ids)} entries, plan says {n}")
+    if layout.digest(ids, cols, {k: (offs[k], lens[k]) for k in plan.fields}, plan.parts) != plan.digest:
+        out.append("ids/columns/offsets/lengths do not match the plan digest (arrays modified or damaged)")
+    status = st.status(split, kind)
+    for name, fl in plan.fields.items():
+        arr = g[f"{name}/data"]
+        if arr.shape != (fl.rows, fl.dim):
+            out.append(f"{name}: data shape {arr.shape}, plan says {(fl.rows, fl.dim)}")
+            continue
+        o, ln = offs[name], lens[name]
+        if (ln < 0).any() or (o < 0).any() or ((o + ln) > fl.rows).any():
+            out.append(f"{name}: offsets/lengths point outside the data array ({fl.rows} rows)")
+        if fl.fixed and (ln != 1).any():
+            out.append(f"{name}: one-row field has lengths != 1")
+        for a, b in plan.parts:
+            if b > a and o[a] % fl.shard_rows:
+                out.append(f"{name}: part starting at item {a} is not shard-aligned (row {o[a]})")
+            if b - a > 1 and (o[a + 1:b] != (o[a:b - 1] + ln[a:b - 1])).any():
+                out.append(f"{name}: rows of items {a}..{b - 1} are not contiguous")
+        if check_values:
+            out += _check_values(name, arr, fl, o, ln, status.done_mask())
+    for p in status.parts:
+        if not p.complete:
+            msg = f"part {p.part} (items {p.start}..{p.end - 1}) incomplete: {p.items_done}/{p.end - p.start} written"
+            if require_complete:
+                out.append(msg)
+        bad = [i for i in p.failures if not p.start <= i < p.end]
+        if bad:
+            out.append(f"part {p.part}: failures recorded for items outside it: {bad[:5]}")
+    return out
+
+
+def _check_values(name: str, arr: Any, fl: Any, offs: np.ndarray, lens: np.ndarray, done: np.ndarray) -> list[str]:
+    """Decode every written shard once; report undecodable shards and non-finite rows of written items."""
+    out: list[str] = []
+    spans = [(int(o), int(o + n)) for o, n, d in zip(offs, lens, done) if d and n]
+    if not spans:
+        return out
+    starts = np.array([s for s, _ in spans])
+    ends = np.array([e for _, e in spans])
+    step = fl.shard_rows
+    first, last = int(starts.min()) // step, (int(ends.max()) - 1) // step
+    for s in range(first, last + 1):
+        a, b = s * step, min(fl.rows, (s + 1) * step)
+        touched = (starts < b) & (ends > a)
+        if not touched.any():
+            continue
+        try:
+            block = np.asarray(arr[a:b])
+        except Exception as e:
+            out.append(f"{name}: shard {s} (rows {a}..{b - 1}) cannot be decoded ({type(e).__name__}: {e})")
+            continue
+        bad_rows = ~np.isfinite(block).all(axis=1)
+        if bad_rows.any():
+            for i in np.flatnonzero(touched):
+                lo, hi = max(starts[i], a) - a, min(ends[i], b) - a
+                if bad_rows[lo:hi].any():
+                    out.append(f"{name}: item rows {starts[i]}..{ends[i] - 1} hold non-finite values")
+                    break
+    return out
