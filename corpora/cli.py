@@ -1,0 +1,84 @@
+"""``audioret corpus synth|list``: write a synthetic Clotho-layout corpus, or summarise a split."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+
+from audioret.config import add_config_args, config_from_namespace
+
+from .base import CorpusError, CorpusSplit
+from .config import ListConfig, SynthConfig
+from .registry import load_corpus
+from .synth import multi_match_annotations_path, write_corpus
+
+logger = logging.getLogger(__name__)
+
+
+def run_synth(config: SynthConfig) -> CorpusSplit | None:
+    from rich.console import Console
+
+    started = time.perf_counter()
+    out = write_corpus(config)
+    Console().print(f"wrote synthetic corpus [bold]{out}[/] ({config.n_dev}/{config.n_val}/{config.n_eval} "
+                    f"clips) in {time.perf_counter() - started:.1f} s; multi-match annotations: "
+                    f"{multi_match_annotations_path(out)}")
+    return None
+
+
+def run_list(config: ListConfig) -> CorpusSplit:
+    kw: dict = {}
+    if config.corpus == "folder":
+        kw["captions_csv"] = config.captions_csv
+    elif config.corpus != "audiocaps":
+        kw["allow_missing"] = config.allow_missing
+    corpus = load_corpus(config.corpus, config.data_path, config.split, download=config.download, **kw)
+    print_summary(corpus)
+    return corpus
+
+
+def print_summary(corpus: CorpusSplit) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{corpus.name} / {corpus.split}  ({corpus.root})")
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    table.add_row("clips", str(len(corpus)))
+    table.add_row("captions", str(corpus.num_captions))
+    if corpus.queries:
+        table.add_row("queries", str(len(corpus.queries)))
+    known = [c.duration for c in corpus.clips if c.duration is not None]
+    if known:
+        table.add_row("total duration", f"{sum(known) / 3600:.2f} h ({len(known)} clips known)")
+        table.add_row("clip duration min / mean / max",
+                      f"{min(known):.1f} / {sum(known) / len(known):.1f} / {max(known):.1f} s")
+    for reason, count in sorted(corpus.removed.items()):
+        table.add_row(f"removed: {reason}", str(count))
+    Console().print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audioret corpus", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_config_args(sub.add_parser("synth", help=SynthConfig.__doc__, description=SynthConfig.__doc__),
+                    SynthConfig)
+    add_config_args(sub.add_parser("list", help=ListConfig.__doc__, description=ListConfig.__doc__),
+                    ListConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    ns = build_parser().parse_args(argv)
+    try:
+        if ns.command == "synth":
+            run_synth(config_from_namespace(SynthConfig, ns))
+        else:
+            run_list(config_from_namespace(ListConfig, ns))
+    except CorpusError as exc:
+        print(f"audioret corpus {ns.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
