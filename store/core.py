@@ -185,7 +185,8 @@ def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: boo
                 raise StoreMismatchError(where, d, hint="pass overwrite=True (extract --overwrite) to "
                                          "replace the store, or write to another path")
             return FeatureStore(_open_group(path, "r+", storage_options), where, writable=True)
-    group = _open_group(path, "w" if overwrite or old is not None else "a", storage_options)
+    # "a", never "w", unless asked: another writer process may be creating the same store right now
+    group = _open_group(path, "w" if overwrite else "a", storage_options)
     full = dict(metadata)
     full.update(format_version=meta.FORMAT_VERSION, created=meta.now_iso(),
                 package_versions=meta.package_versions())

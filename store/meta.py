@@ -11,7 +11,7 @@ from typing import Any
 FORMAT_VERSION = 1
 ATTR_KEY = "audioret_store"
 # Keys that describe *when/with what* a store was made, not *what* it holds: never compared.
-VOLATILE_KEYS = ("created", "package_versions")
+VOLATILE_KEYS = ("created", "package_versions", "format_version")  # version checked apart
 _MISSING = "<missing>"
 
 
