@@ -34,10 +34,11 @@ def event_wave(source: str, freq: float, n: int, sr: int, rng: np.random.Generat
         phase = 2 * np.pi * freq * (np.expm1(k * t) / k if k else t)
         x = np.sin(phase)
     elif source == "noise burst":  # noise band-limited to [freq/2, 2 freq]
-        spec = np.fft.rfft(rng.standard_normal(n))
-        f = np.fft.rfftfreq(n, 1 / sr)
+        nfft = 1 << max(1, (n - 1).bit_length())  # power of two: fast FFT
+        spec = np.fft.rfft(rng.standard_normal(nfft))
+        f = np.fft.rfftfreq(nfft, 1 / sr)
         spec[(f < freq / 2) | (f > freq * 2)] = 0
-        x = np.fft.irfft(spec, n)
+        x = np.fft.irfft(spec, nfft)[:n]
     elif source == "click train":  # 4 ms decaying sine clicks every 40 ms
         x = np.zeros(n)
         click_len = max(1, int(0.004 * sr))
