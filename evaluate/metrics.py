@@ -274,7 +274,7 @@ def pair_ranks(block_fn: BlockFn, num_rows: int, num_cols: int, rows: torch.Tens
     return out
 
 
-def _embedding_blocks(text_emb: torch.Tensor, audio_emb: torch.Tensor,
+def embedding_blocks(text_emb: torch.Tensor, audio_emb: torch.Tensor,
                       device: torch.device | str | None) -> tuple[BlockFn, int, int]:
     if text_emb.ndim != 2 or audio_emb.ndim != 2 or text_emb.shape[1] != audio_emb.shape[1]:
         raise ValueError(f"embeddings must be text [Q, D] and audio [A, D] with the same D; got "
@@ -358,7 +358,7 @@ def query_ranks(text_emb: torch.Tensor, audio_emb: torch.Tensor,
                 query_index: Sequence[int] | None = None, *, chunk_size: int | None = None,
                 device: torch.device | str | None = None) -> Ranks:
     """Exact per-query ranks from embeddings text [Q, D] x audio [A, D] (fp32, chunked)."""
-    block, Q, A = _embedding_blocks(text_emb, audio_emb, device)
+    block, Q, A = embedding_blocks(text_emb, audio_emb, device)
     return ranks_from_blocks(block, Q, A, targets, relevant, query_index,
                              chunk_size=chunk_size, device=device, check_finite=False)
 
@@ -436,7 +436,7 @@ def top_k_from_blocks(block_fn: BlockFn, num_rows: int, num_cols: int, k: int, *
 def top_k(text_emb: torch.Tensor, audio_emb: torch.Tensor, k: int, *, chunk_size: int | None = None,
           device: torch.device | str | None = None) -> torch.Tensor:
     """Deterministic top-k audio indices per caption from embeddings -> [Q, k] int64."""
-    block, Q, A = _embedding_blocks(text_emb, audio_emb, device)
+    block, Q, A = embedding_blocks(text_emb, audio_emb, device)
     return top_k_from_blocks(block, Q, A, k, chunk_size=chunk_size)
 
 
@@ -526,5 +526,5 @@ __all__ = [
     "Ranks", "Dedup", "MultiMatch", "Unmatched", "recall_at_k", "map_single_at_k",
     "average_precision_at_k", "map_multi_at_k", "metrics_from_ranks", "uncomputable_keys",
     "default_chunk_size", "pair_ranks", "ranks_from_blocks", "query_ranks", "score_matrix_ranks",
-    "retrieval_metrics", "top_k_from_blocks", "top_k", "dedup_audios", "match_annotations",
+    "retrieval_metrics", "embedding_blocks", "top_k_from_blocks", "top_k", "dedup_audios", "match_annotations",
 ]

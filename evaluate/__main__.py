@@ -1,0 +1,5 @@
+import sys
+
+from audioret.evaluate.cli import main
+
+sys.exit(main())

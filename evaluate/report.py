@@ -1,0 +1,316 @@
+"""Score embeddings or a submission file against ground truth; write and print the report.
+
+Ground truth is single-match (a Clotho captions CSV: ``file_name, caption_1..caption_5``) and/or
+multi-match (the 2025 annotations: ``query, audio_filenames``). Matching is exact (baseline.md 8.5):
+a caption is looked up as the first row with the identical string, file names compared verbatim.
+
+Outputs in ``out_dir``: ``metrics.json`` (metrics, counts, skipped rows, notes), ``ranks_single.csv``
+(caption, file, rank) and ``ranks_multi.csv`` (query, file, rank, AP@k per query) for error analysis.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from audioret.evaluate import metrics as M
+from audioret.evaluate.io import Annotation, CaptionTable, read_annotations, read_clotho_captions
+from audioret.evaluate.submission import (RankedLists, ScoreMatrix, read_ranked, read_score_matrix,
+                                          submission_kind)
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """What a model must offer evaluate: L2-normalised [N, D] embeddings (the models/ wiring)."""
+
+    def embed_text(self, captions: Sequence[str]) -> torch.Tensor: ...
+
+    def embed_audio(self, fnames: Sequence[str]) -> torch.Tensor: ...
+
+
+@dataclass
+class GroundTruth:
+    single: CaptionTable | None = None
+    multi: list[Annotation] | None = None
+
+
+def load_ground_truth(paths: Sequence[str | Path]) -> GroundTruth:
+    """Read each file, telling the two formats apart by their header."""
+    gt = GroundTruth()
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: annotations file not found")
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+        if "query" in header and "audio_filenames" in header:
+            gt.multi = read_annotations(p)
+        elif "file_name" in header:
+            gt.single = read_clotho_captions(p)
+        else:
+            raise ValueError(f"{p}: not a multi-match annotation CSV (query, audio_filenames) nor a "
+                             f"Clotho captions CSV (file_name, caption_1..caption_5); header {header[:4]}")
+    return gt
+
+
+@dataclass
+class Evaluation:
+    """Everything the report needs: metrics plus what was ranked, per query."""
+
+    metrics: dict[str, float]
+    ranks: M.Ranks
+    single_captions: list[str] = field(default_factory=list)
+    single_fnames: list[str] = field(default_factory=list)
+    multi_queries: list[str] = field(default_factory=list)
+    multi_files: list[list[str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # human-readable unmatched rows
+    notes: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _first_index(items: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for i, c in enumerate(items):
+        out.setdefault(c, i)
+    return out
+
+
+def _fail_or_skip(bad: list[str], total: int, what: str, skip: bool) -> None:
+    if bad and not skip:
+        shown = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise ValueError(f"{len(bad)} of {total} {what} rows do not match the predictions (exact "
+                         f"comparison):\n  {shown}\nUse --skip-unmatched to score only the matching rows.")
+
+
+def _single_pairs(table: CaptionTable, rows_of: dict[str, int], col_of: dict[str, int] | None,
+                  skip: bool) -> tuple[list[int], list[int], list[int], list[str]]:
+    """(kept caption indices, rows, cols, problems). ``col_of`` None: any file name is accepted."""
+    keep, rows, cols, bad = [], [], [], []
+    for i, (c, f) in enumerate(zip(table.captions, table.fnames)):
+        if c not in rows_of:
+            bad.append(f"caption {c!r}: not a predictions row")
+        elif col_of is not None and f not in col_of:
+            bad.append(f"caption {c!r}: audio {f!r} is not a predictions column")
+        else:
+            keep.append(i)
+            rows.append(rows_of[c])
+            cols.append(col_of[f] if col_of is not None else -1)
+    _fail_or_skip(bad, len(table.captions), "captions", skip)
+    return keep, rows, cols, bad
+
+
+def evaluate_score_matrix(sub: ScoreMatrix, gt: GroundTruth, *, ks: Sequence[int] = M.MULTI_KS,
+                          skip_unmatched: bool = False, chunk_size: int | None = None) -> Evaluation:
+    """Exact ranks and metrics from a full score matrix."""
+    rows_of, col_of = _first_index(sub.captions), _first_index(sub.fnames)
+    ev = Evaluation(metrics={}, ranks=M.Ranks(target=None))
+    targets = target_rows = None
+    if gt.single is not None:
+        keep, target_rows, targets, bad = _single_pairs(gt.single, rows_of, col_of, skip_unmatched)
+        ev.single_captions = [gt.single.captions[i] for i in keep]
+        ev.single_fnames = [gt.single.fnames[i] for i in keep]
+        ev.skipped += bad
+    mm = None
+    if gt.multi is not None:
+        mm = M.match_annotations([(a.query, a.files) for a in gt.multi], sub.captions, sub.fnames,
+                                 skip_unmatched=skip_unmatched)
+        ev.multi_queries = mm.queries
+        ev.multi_files = [[sub.fnames[j] for j in rel] for rel in mm.relevant]
+        ev.skipped += [f"annotation row {u.row} {u.query!r}: {u.reason}" for u in mm.unmatched]
+    ev.ranks = M.score_matrix_ranks(sub.scores, targets, mm.relevant if mm else None,
+                                    mm.query_index if mm else None, target_rows=target_rows,
+                                    chunk_size=chunk_size)
+    return _finish(ev, ks, n_rows=len(sub.captions), n_audios=len(sub.fnames))
+
+
+def evaluate_ranked(sub: RankedLists, gt: GroundTruth, *, ks: Sequence[int] = M.MULTI_KS,
+                    skip_unmatched: bool = False) -> Evaluation:
+    """Ranks from a top-K list: exact up to K, anything unlisted counts as rank > K."""
+    rows_of = _first_index(sub.captions)
+    pos = [{f: p for p, f in enumerate(r, start=1)} for r in sub.ranked]
+    beyond = sub.k + 1
+    ev = Evaluation(metrics={}, ranks=M.Ranks(target=None, max_rank=sub.k))
+    if gt.single is not None:
+        keep, rows, _, bad = _single_pairs(gt.single, rows_of, None, skip_unmatched)
+        ev.single_captions = [gt.single.captions[i] for i in keep]
+        ev.single_fnames = [gt.single.fnames[i] for i in keep]
+        ev.ranks.target = torch.tensor([pos[r].get(f, beyond) for r, f in zip(rows, ev.single_fnames)],
+                                       dtype=torch.long)
+        ev.skipped += bad
+    if gt.multi is not None:
+        bad = []
+        for n, a in enumerate(gt.multi):
+            files = list(dict.fromkeys(a.files))
+            if a.query not in rows_of or not files:
+                bad.append(f"annotation row {n} {a.query!r}: "
+                           + ("query is not a predictions row" if files else "no relevant audio listed"))
+                continue
+            r = rows_of[a.query]
+            ev.multi_queries.append(a.query)
+            ev.multi_files.append(files)
+            ev.ranks.relevant.append([pos[r].get(f, beyond) for f in files])
+            ev.ranks.query_index.append(r)
+        _fail_or_skip(bad, len(gt.multi), "annotation", skip_unmatched)
+        ev.skipped += bad
+    missing = M.uncomputable_keys(ev.ranks, multi_ks=ks)
+    if missing:
+        ev.notes.append(f"ranked list has K={sub.k}: {', '.join(missing)} need a longer list "
+                        "(R@10/mAP@10 need K >= 10, mAP@16_multi needs K >= 16) and are left out")
+    return _finish(ev, ks, n_rows=len(sub.captions), n_audios=None)
+
+
+def _finish(ev: Evaluation, ks: Sequence[int], *, n_rows: int, n_audios: int | None) -> Evaluation:
+    ev.metrics = M.metrics_from_ranks(ev.ranks, multi_ks=ks)
+    ev.counts = {"prediction_rows": n_rows, "single_queries": len(ev.single_captions),
+                 "multi_queries": len(ev.multi_queries), "skipped_rows": len(ev.skipped)}
+    if n_audios is not None:
+        ev.counts["audios"] = n_audios
+    if not ev.metrics:
+        raise ValueError("no metric could be computed: give --annotations with a captions CSV and/or a "
+                         "multi-match annotation CSV that match the predictions")
+    return ev
+
+
+def evaluate_predictions(path: str | Path, gt: GroundTruth, *, ks: Sequence[int] = M.MULTI_KS,
+                         skip_unmatched: bool = False, chunk_size: int | None = None) -> Evaluation:
+    """Score a submission file (score matrix or ranked list) without any model."""
+    if submission_kind(path) == "matrix":
+        return evaluate_score_matrix(read_score_matrix(path), gt, ks=ks, skip_unmatched=skip_unmatched,
+                                     chunk_size=chunk_size)
+    return evaluate_ranked(read_ranked(path), gt, ks=ks, skip_unmatched=skip_unmatched)
+
+
+def evaluate_embeddings(text_emb: torch.Tensor, audio_emb: torch.Tensor, captions: Sequence[str],
+                        audio_fnames: Sequence[str], gt: GroundTruth, *,
+                        caption_fnames: Sequence[str] | None = None, ks: Sequence[int] = M.MULTI_KS,
+                        skip_unmatched: bool = False, chunk_size: int | None = None,
+                        device: str | None = None) -> Evaluation:
+    """Exact ranks and metrics from embeddings: text [Q, D] per caption, audio [A, D] per unique file.
+
+    Single-match targets come from ``caption_fnames`` (each caption's own audio) if given, else from
+    ``gt.single`` matched by caption string.
+    """
+    col_of = _first_index(audio_fnames)
+    ev = Evaluation(metrics={}, ranks=M.Ranks(target=None))
+    targets = rows = None
+    if caption_fnames is not None:
+        table = CaptionTable(list(captions), list(caption_fnames))
+        rows_of = {c: i for i, c in enumerate(captions)}  # each caption scores on its own row
+        keep, _, targets, bad = _single_pairs(table, rows_of, col_of, skip_unmatched)
+        rows = keep
+        ev.single_captions = [captions[i] for i in keep]
+        ev.single_fnames = [caption_fnames[i] for i in keep]
+        ev.skipped += bad
+    elif gt.single is not None:
+        keep, rows, targets, bad = _single_pairs(gt.single, _first_index(captions), col_of, skip_unmatched)
+        ev.single_captions = [gt.single.captions[i] for i in keep]
+        ev.single_fnames = [gt.single.fnames[i] for i in keep]
+        ev.skipped += bad
+    mm = None
+    if gt.multi is not None:
+        mm = M.match_annotations([(a.query, a.files) for a in gt.multi], captions, audio_fnames,
+                                 skip_unmatched=skip_unmatched)
+        ev.multi_queries = mm.queries
+        ev.multi_files = [[audio_fnames[j] for j in rel] for rel in mm.relevant]
+        ev.skipped += [f"annotation row {u.row} {u.query!r}: {u.reason}" for u in mm.unmatched]
+    block, Q, A = M.embedding_blocks(text_emb, audio_emb, device)
+    ev.ranks = M.ranks_from_blocks(block, Q, A, targets, mm.relevant if mm else None,
+                                   mm.query_index if mm else None, target_rows=rows,
+                                   chunk_size=chunk_size, device=device, check_finite=False)
+    return _finish(ev, ks, n_rows=Q, n_audios=A)
+
+
+# --------------------------------------------------------------------------- output
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_report(out_dir: str | Path, ev: Evaluation, *, ks: Sequence[int] = M.MULTI_KS,
+                 extra: dict[str, Any] | None = None) -> Path:
+    """metrics.json + ranks_single.csv + ranks_multi.csv in ``out_dir``; returns the JSON path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if ev.ranks.target is not None:
+        with (out / ".ranks_single.csv.tmp").open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["caption", "file_name", "rank"])
+            w.writerows(zip(ev.single_captions, ev.single_fnames, ev.ranks.target.tolist()))
+        os.replace(out / ".ranks_single.csv.tmp", out / "ranks_single.csv")
+    if ev.ranks.relevant:
+        with (out / ".ranks_multi.csv.tmp").open("w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["query", "file_name", "rank", *(f"AP@{k}" for k in ks)])
+            for q, files, ranks in zip(ev.multi_queries, ev.multi_files, ev.ranks.relevant):
+                aps = [round(M.average_precision_at_k(ranks, k), 6) for k in ks]
+                for f_, r in zip(files, ranks):
+                    w.writerow([q, f_, r, *aps])
+        os.replace(out / ".ranks_multi.csv.tmp", out / "ranks_multi.csv")
+    payload = {"metrics": ev.metrics, "counts": ev.counts, "rank_limit": ev.ranks.max_rank,
+               "tie_rule": "descending score, equal scores ranked by ascending audio index",
+               "notes": ev.notes, "skipped": ev.skipped, **(extra or {})}
+    path = out / "metrics.json"
+    _atomic_text(path, json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def metrics_table(ev: Evaluation, title: str = "retrieval metrics"):
+    """A rich Table: multi-match (ranking metric first), then single-match metrics, in percent."""
+    from rich.table import Table
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value (%)", justify="right")
+    order = sorted(ev.metrics, key=lambda k: (not k.endswith("_multi"), -int(k.split("@")[1].split("_")[0])
+                                              if k.endswith("_multi") else 0, k))
+    for k in order:
+        t.add_row(k, f"{100 * ev.metrics[k]:.2f}")
+    t.caption = ", ".join(f"{k}={v}" for k, v in ev.counts.items())
+    return t
+
+
+def print_report(ev: Evaluation, title: str = "retrieval metrics") -> None:
+    from rich.console import Console
+    console = Console()
+    console.print(metrics_table(ev, title))
+    for note in ev.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if ev.skipped:
+        console.print(f"[yellow]skipped {len(ev.skipped)} unmatched rows[/] (listed in metrics.json)")
+
+
+def score_and_report(text_emb: torch.Tensor, audio_emb: torch.Tensor, captions: Sequence[str],
+                     audio_fnames: Sequence[str], annotations: GroundTruth | Sequence[str | Path] | None,
+                     out_dir: str | Path | None, *, caption_fnames: Sequence[str] | None = None,
+                     ks: Sequence[int] = M.MULTI_KS, skip_unmatched: bool = False,
+                     chunk_size: int | None = None, device: str | None = None,
+                     show: bool = True) -> dict[str, float]:
+    """The model path in one call: embeddings -> exact metrics -> table (+ report files in out_dir).
+
+    text_emb [Q, D] one row per raw caption ``captions``; audio_emb [A, D] one row per unique file
+    ``audio_fnames``; ``caption_fnames[i]`` caption i's own audio (single-match targets);
+    ``annotations`` a GroundTruth or files for :func:`load_ground_truth` (multi-match and/or captions).
+    """
+    gt = annotations if isinstance(annotations, GroundTruth) else load_ground_truth(annotations or [])
+    ev = evaluate_embeddings(text_emb, audio_emb, captions, audio_fnames, gt, caption_fnames=caption_fnames,
+                             ks=ks, skip_unmatched=skip_unmatched, chunk_size=chunk_size, device=device)
+    if show:
+        print_report(ev)
+    if out_dir is not None:
+        write_report(out_dir, ev, ks=ks)
+    return ev.metrics
+
+
+__all__ = ["Embedder", "GroundTruth", "Evaluation", "load_ground_truth", "evaluate_score_matrix",
+           "evaluate_ranked", "evaluate_predictions", "evaluate_embeddings", "write_report",
+           "metrics_table", "print_report", "score_and_report"]
