@@ -3,7 +3,7 @@
 Format: see ``FORMAT.md`` next to this file (versioned; ``FORMAT_VERSION``). Imports nothing
 else from audioret. Public API:
 
-- ``create_store(path, metadata, *, overwrite=False, ignore=(), codec="blosc-zstd", storage_options=None)``
+- ``create_store(path, metadata, *, overwrite=False, ignore=(), codec="none", storage_options=None)``
 - ``open_store(path, *, expect=None, mode="r", storage_options=None) -> FeatureStore``
 - ``FeatureStore.plan_audio / plan_text / plan / status / writer / items / audio / text / splits``
 - ``PartWriter.pending / put / fail / flush / close`` (context manager)

@@ -32,7 +32,7 @@ from .layout import FieldSpec
 AUDIO = "audio"
 TEXT = "text"
 CODECS = ("none", "blosc-zstd", "blosc-lz4", "zstd")
-DEFAULT_CODEC = "blosc-zstd"
+DEFAULT_CODEC = "none"  # measured: zstd saves ~8% on feature-like fp16 but halves cold reads (FORMAT.md)
 PLAN_VERSION = 1
 _ID_CHUNK = 1 << 16
 

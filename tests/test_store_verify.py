@@ -47,9 +47,7 @@ def test_intact_store_verifies_and_summarises(store, capsys):
 def test_verify_catches_corrupt_shard(store, capsys):
     shard = sorted((store / "dev" / "audio" / "frames" / "data" / "c").rglob("*"))[-1]
     assert shard.is_file()
-    raw = bytearray(shard.read_bytes())
-    raw[: len(raw) // 2] = b"\x07" * (len(raw) // 2)
-    shard.write_bytes(bytes(raw))
+    shard.write_bytes(shard.read_bytes()[: -40])  # truncated: the shard index at the end is gone
     problems = verify_store(store)
     assert any("frames" in p and ("decod" in p or "non-finite" in p) for p in problems), problems
     assert main(["verify", str(store)]) == 1
