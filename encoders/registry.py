@@ -1,0 +1,175 @@
+"""The one place that builds encoders (extract and finetune both come here).
+
+Audio names: ``beats`` (needs ``checkpoint``: an official BEATs file), ``tiny-beats`` (a seeded
+random 2 x 192 BEATs written once in the official format to the cache, so it has a sha256).
+Text names: ``roberta-large`` (default), ``roberta-base`` or any Hugging Face name in the local
+cache or a local model folder, ``tiny-roberta`` (built on demand into the cache).
+Cache: ``$AUDIORET_CACHE`` or ``~/.cache/audioret``.
+
+``AudioEncoder`` (wrapper the stages call):
+  ``.identity`` (name, config, checkpoint sha256, ...), ``.dim``, ``.sample_rate`` (16000),
+  ``.window_samples`` (160000), ``.frames_per_window`` (62),
+  ``num_valid_frames(num_samples_in_window) -> int`` (pure),
+  ``encode_windows(windows [W, window_samples]) -> (frames [W, 62, D], window_token_mean [W, D])``
+  (no padding mask, eval mode when frozen, fp32 outputs; the mean is over ALL tokens, padding
+  included: the seed recipe's pooled vector), plus ``extract_features`` / ``frames`` passthroughs.
+``TextEncoder``: see ``audioret.encoders.text``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .beats import (BEATs, load_beats, pool_time_frames, randomize_, save_beats_checkpoint,
+                    tiny_beats_config, valid_prefix_after_reduce)
+from .fbank import SAMPLE_RATE, num_fbank_frames
+from .text import TextEncoder, build_tiny_roberta, load_text_encoder
+
+AUDIO_ENCODERS = ("beats", "tiny-beats")
+TEXT_ENCODERS = ("roberta-large", "roberta-base", "tiny-roberta", "<HF name or folder>")
+WINDOW_SECONDS = 10
+TINY_BEATS_SEED = 0
+FRAME_RULE = ("time frame = mean of the valid frequency tokens of a 160 ms time patch; valid if "
+              "any of its tokens is valid under the reference token mask")
+
+
+def cache_dir() -> Path:
+    """``$AUDIORET_CACHE`` or ``~/.cache/audioret`` (created)."""
+    root = Path(os.environ.get("AUDIORET_CACHE") or Path.home() / ".cache" / "audioret")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def build_tiny_beats(cache: Path | None = None, seed: int = TINY_BEATS_SEED) -> Path:
+    """Write (once) the seeded tiny BEATs in the official checkpoint format; returns its path."""
+    path = (cache or cache_dir()) / "tiny-beats" / f"tiny_beats_seed{seed}.pt"
+    if not path.is_file():
+        model = randomize_(BEATs(tiny_beats_config()), seed)
+        save_beats_checkpoint(model, path)
+    return path
+
+
+class AudioEncoder(nn.Module):
+    """BEATs behind the window-level API the extract and finetune stages use."""
+
+    def __init__(self, model: BEATs, *, name: str, dtype: torch.dtype | None = None,
+                 frozen: bool = True, batch_size: int = 8) -> None:
+        super().__init__()
+        self.model = model
+        self.name = name
+        self.dtype = dtype
+        self.frozen = frozen
+        self.batch_size = batch_size
+        self.sample_rate = SAMPLE_RATE
+        self.window_samples = WINDOW_SECONDS * SAMPLE_RATE
+        if frozen:
+            self.model.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "AudioEncoder":
+        """Frozen encoders stay in eval mode (cpt2 has layer drop 0.05)."""
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.patch_embedding.weight.device
+
+    @property
+    def frames_per_window(self) -> int:
+        return num_fbank_frames(self.window_samples) // self.model.cfg.input_patch_size
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "audio", "name": self.name, "architecture": "beats",
+                "config": self.model.cfg.to_dict(),
+                "checkpoint": self.model.checkpoint_path,
+                "checkpoint_sha256": self.model.checkpoint_sha256,
+                "sample_rate": self.sample_rate, "window_samples": self.window_samples,
+                "frames_per_window": self.frames_per_window, "frame_rule": FRAME_RULE}
+
+    def num_valid_frames(self, num_samples_in_window: int) -> int:
+        """Time frames of a window whose first ``num_samples_in_window`` samples are signal
+        (rest zero padding) that count as valid under ``BEATs.frames``'s rule with a padding
+        mask (reference mask reduction samples -> fbank frames -> tokens, then any-valid)."""
+        s = self.window_samples
+        n = min(max(int(num_samples_in_window), 0), s)
+        t = num_fbank_frames(s)
+        f = self.model.cfg.freq_patches
+        tokens = f * (t // self.model.cfg.input_patch_size)
+        valid_frames = valid_prefix_after_reduce(n, s, t)
+        valid_tokens = valid_prefix_after_reduce(valid_frames, t, tokens)
+        return min(self.frames_per_window, -(-valid_tokens // f))
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None or self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def extract_features(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        with self._autocast():
+            return self.model.extract_features(source.to(self.device), padding_mask)
+
+    def frames(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
+        with self._autocast():
+            return self.model.frames(source.to(self.device), padding_mask)
+
+    def encode_windows(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``windows [W, window_samples]`` -> ``(frames [W, 62, D], window_token_mean [W, D])``
+        float32, each window without a padding mask, in chunks of ``batch_size``."""
+        if windows.dim() != 2 or windows.shape[1] != self.window_samples:
+            raise ValueError(f"encode_windows expects [W, {self.window_samples}] windows of "
+                             f"{WINDOW_SECONDS} s at {self.sample_rate} Hz, got {tuple(windows.shape)}")
+        frames, means = [], []
+        grad = torch.enable_grad() if not self.frozen and torch.is_grad_enabled() else torch.no_grad()
+        with grad:
+            for chunk in windows.split(self.batch_size):
+                tokens, _ = self.extract_features(chunk)
+                fr, _ = pool_time_frames(tokens, None, self.model.cfg.freq_patches)
+                frames.append(fr.float())
+                means.append(tokens.float().mean(dim=1))
+        if not frames:
+            d = self.dim
+            return windows.new_zeros(0, self.frames_per_window, d), windows.new_zeros(0, d)
+        return torch.cat(frames), torch.cat(means)
+
+
+def build_audio_encoder(name: str = "beats", checkpoint: Path | str | None = None,
+                        device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None,
+                        frozen: bool = True, sha256: str | None = None,
+                        batch_size: int = 8) -> AudioEncoder:
+    """Audio encoder by name (see module docstring); offline, never downloads."""
+    if name == "beats":
+        if checkpoint is None:
+            raise ValueError("audio encoder 'beats' needs a checkpoint file (e.g. "
+                             "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt); pass "
+                             "checkpoint=PATH / --audio-checkpoint PATH, or use 'tiny-beats'")
+        model = load_beats(checkpoint, sha256=sha256)
+    elif name == "tiny-beats":
+        model = load_beats(build_tiny_beats() if checkpoint is None else checkpoint, sha256=sha256)
+    else:
+        raise ValueError(f"unknown audio encoder {name!r}; known: {', '.join(AUDIO_ENCODERS)}")
+    return AudioEncoder(model.to(device), name=name, dtype=dtype, frozen=frozen,
+                        batch_size=batch_size)
+
+
+def build_text_encoder(name: str = "roberta-large", device: str | torch.device = "cpu",
+                       **kw: Any) -> TextEncoder:
+    """Text encoder by name or folder; ``kw`` goes to ``load_text_encoder`` (download,
+    max_length, preprocess, dtype, frozen)."""
+    if name == "tiny-roberta":
+        return load_text_encoder(build_tiny_roberta(cache_dir()), device=device,
+                                 name="tiny-roberta", **kw)
+    return load_text_encoder(name, device=device, **kw)
