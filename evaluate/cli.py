@@ -16,16 +16,19 @@ def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
     from audioret.evaluate import report
     from audioret.resources import CLOTHO_EVAL_MULTI_MATCH, resource_path
 
-    if cfg.checkpoint is not None or cfg.store is not None:
-        raise NotImplementedError("evaluate --checkpoint/--store is not wired to audioret.models yet; "
-                                  "write a submission with your model and score it with --predictions, "
-                                  "or call audioret.evaluate.report.score_and_report(embeddings...)")
-    if cfg.predictions is None:
-        raise ValueError("evaluate: give --predictions FILE (a score matrix or ranked CSV)")
-    annotations = list(cfg.annotations) or [resource_path(CLOTHO_EVAL_MULTI_MATCH)]
-    if not cfg.annotations:
+    model = cfg.checkpoint is not None or cfg.store is not None
+    if model and (cfg.checkpoint is None or cfg.store is None or cfg.predictions is not None):
+        raise ValueError("evaluate: give either --predictions FILE, or --checkpoint CKPT with --store STORE")
+    if not model and cfg.predictions is None:
+        raise ValueError("evaluate: give --predictions FILE (a score matrix or ranked CSV), "
+                         "or --checkpoint CKPT --store STORE [--split eval]")
+    annotations = list(cfg.annotations)
+    if not annotations and (not model or cfg.split == "eval"):
+        annotations = [resource_path(CLOTHO_EVAL_MULTI_MATCH)]
         log.info("no --annotations: using the shipped Clotho-eval multi-match annotations %s", annotations[0])
     gt = report.load_ground_truth(annotations)
+    if model:
+        return _run_model(cfg, gt, annotations, show=show)
     ev = report.evaluate_predictions(cfg.predictions, gt, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
                                      chunk_size=cfg.chunk_size)
     if show:
@@ -37,12 +40,24 @@ def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
     return ev.metrics
 
 
+def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dict[str, float]:
+    """Heads checkpoint over a store split: single-match from the store, multi-match from gt."""
+    from audioret.evaluate.model import evaluate_source, load_store_source
+
+    src = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device)
+    metrics = evaluate_source(src, gt, cfg.out, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
+                              chunk_size=cfg.chunk_size, device=cfg.device, show=show)
+    return metrics
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(EvaluateConfig, argv, prog="audioret evaluate")
+    from audioret.store.errors import StoreError
+
     try:
         run(cfg)
-    except (ValueError, FileNotFoundError, NotImplementedError) as e:
+    except (ValueError, FileNotFoundError, StoreError) as e:
         print(f"audioret evaluate: error: {e}", file=sys.stderr)
         return 2
     return 0

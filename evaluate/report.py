@@ -17,7 +17,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -27,14 +27,6 @@ from audioret.evaluate.submission import (RankedLists, ScoreMatrix, read_ranked,
                                           submission_kind)
 
 log = logging.getLogger(__name__)
-
-
-class Embedder(Protocol):
-    """What a model must offer evaluate: L2-normalised [N, D] embeddings (the models/ wiring)."""
-
-    def embed_text(self, captions: Sequence[str]) -> torch.Tensor: ...
-
-    def embed_audio(self, fnames: Sequence[str]) -> torch.Tensor: ...
 
 
 @dataclass
@@ -311,6 +303,6 @@ def score_and_report(text_emb: torch.Tensor, audio_emb: torch.Tensor, captions: 
     return ev.metrics
 
 
-__all__ = ["Embedder", "GroundTruth", "Evaluation", "load_ground_truth", "evaluate_score_matrix",
+__all__ = ["GroundTruth", "Evaluation", "load_ground_truth", "evaluate_score_matrix",
            "evaluate_ranked", "evaluate_predictions", "evaluate_embeddings", "write_report",
            "metrics_table", "print_report", "score_and_report"]
