@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from .beats import (BEATs, load_beats, pool_time_frames, randomize_, save_beats_checkpoint,
                     tiny_beats_config, valid_prefix_after_reduce)
 from .fbank import SAMPLE_RATE, num_fbank_frames
-from .text import TextEncoder, build_tiny_roberta, load_text_encoder
+from .text import FrozenWrapper, TextEncoder, build_tiny_roberta, load_text_encoder
 
 AUDIO_ENCODERS = ("beats", "tiny-beats")
 TEXT_ENCODERS = ("roberta-large", "roberta-base", "tiny-roberta", "<HF name or folder>")
@@ -55,29 +54,16 @@ def build_tiny_beats(cache: Path | None = None, seed: int = TINY_BEATS_SEED) -> 
     return path
 
 
-class AudioEncoder(nn.Module):
-    """BEATs behind the window-level API the extract and finetune stages use."""
+class AudioEncoder(FrozenWrapper):
+    """BEATs behind the window-level API the extract and finetune stages use (a frozen one
+    stays in eval mode: cpt2 has layer drop 0.05)."""
 
     def __init__(self, model: BEATs, *, name: str, dtype: torch.dtype | None = None,
                  frozen: bool = True, batch_size: int = 8) -> None:
-        super().__init__()
-        self.model = model
-        self.name = name
-        self.dtype = dtype
-        self.frozen = frozen
+        super().__init__(model, name=name, dtype=dtype, frozen=frozen)
         self.batch_size = batch_size
         self.sample_rate = SAMPLE_RATE
         self.window_samples = WINDOW_SECONDS * SAMPLE_RATE
-        if frozen:
-            self.model.requires_grad_(False)
-        self.train(False)
-
-    def train(self, mode: bool = True) -> "AudioEncoder":
-        """Frozen encoders stay in eval mode (cpt2 has layer drop 0.05)."""
-        super().train(mode)
-        if self.frozen:
-            self.model.eval()
-        return self
 
     @property
     def dim(self) -> int:

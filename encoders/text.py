@@ -59,31 +59,36 @@ def resolve_text_model(name_or_path: str | Path, *, download: bool = False) -> s
         "path of a model folder, or allow downloading explicitly (download=True / --download).")
 
 
-class TextEncoder(nn.Module):
+class FrozenWrapper(nn.Module):
+    """Holds ``self.model``; when ``frozen`` its weights need no grad and it stays in eval mode
+    whatever ``.train()`` (e.g. Lightning) asks: frozen encoders always run in eval mode."""
+
+    def __init__(self, model: nn.Module, *, name: str, dtype: torch.dtype | None,
+                 frozen: bool) -> None:
+        super().__init__()
+        self.model, self.name, self.dtype, self.frozen = model, name, dtype, frozen
+        if frozen:
+            self.model.requires_grad_(False)
+        self.train(False)
+
+    def train(self, mode: bool = True) -> "FrozenWrapper":
+        super().train(mode)
+        if self.frozen:
+            self.model.eval()
+        return self
+
+
+class TextEncoder(FrozenWrapper):
     """A frozen-or-trainable HF text encoder with the baseline's tokenisation."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, *, name: str, source: str,
                  max_length: int = 32, preprocess_text: bool = True,
                  dtype: torch.dtype | None = None, frozen: bool = True) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model, name=name, dtype=dtype, frozen=frozen)
         self.tokenizer = tokenizer
-        self.name = name
         self.source = source
         self.max_length = max_length
         self.preprocess_text = preprocess_text
-        self.dtype = dtype
-        self.frozen = frozen
-        if frozen:
-            self.model.requires_grad_(False)
-        self.train(False)
-
-    def train(self, mode: bool = True) -> "TextEncoder":
-        """Frozen encoders stay in eval mode whatever Lightning asks."""
-        super().train(mode)
-        if self.frozen:
-            self.model.eval()
-        return self
 
     @property
     def dim(self) -> int:
