@@ -34,3 +34,22 @@ class EvaluateConfig:
     store: Path | None = option(None, "feature store with the split to evaluate (model path)")
     split: str = option("eval", "store split evaluated with --checkpoint")
     device: str = option("cpu", "torch device for the score blocks (cpu, cuda, cuda:1)")
+
+
+@dataclass
+class PredictConfig:
+    """Write challenge submission files for a feature-store split with a trained heads checkpoint:
+    the baseline's full score matrix (index,<audio>...) and a ranked top-K list
+    (caption,fname_1..fname_K). Extract the retrieval audio folder and captions CSV into a store
+    first (audioret extract with the `folder` corpus)."""
+
+    checkpoint: Path = option(help="heads checkpoint (plain or Lightning) written by train-heads")
+    store: Path = option(help="feature store holding the split to predict")
+    split: str = option("eval", "store split to predict")
+    out: Path = option(Path("predictions"), "output folder")
+    name: str | None = option(None, "file stem (default: the checkpoint's parent folder name, as the baseline)")
+    top_k: int = option(16, "length K of the ranked list (0 = no ranked list)", unit="audios")
+    matrix: bool = option(True, "write the full score matrix <name>.csv")
+    batch_size: int = option(256, "items embedded per batch", unit="items")
+    chunk_size: int | None = option(None, "caption rows per score block (default: ~128 MB)", unit="rows")
+    device: str = option("cpu", "torch device (cpu, cuda)")

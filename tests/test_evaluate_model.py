@@ -75,3 +75,22 @@ def test_model_path_refuses_other_encoders(store_and_ckpt, tmp_path, capsys):
                        store={"metadata": {**META, "audio_encoder": {"name": "beats"}}})
     assert main(["--checkpoint", str(other), "--store", str(store), "--annotations", str(ann)]) == 2
     assert "audio_encoder" in capsys.readouterr().err
+
+
+def test_predict_writes_submissions_that_score_like_the_model(store_and_ckpt, tmp_path):
+    from audioret.evaluate.predict import main as predict_main
+    store, ckpt, ann, captions, clips, clip_index = store_and_ckpt
+    out = tmp_path / "pred"
+    assert predict_main(["--checkpoint", str(ckpt), "--store", str(store), "--out", str(out),
+                         "--name", "run", "--top-k", "5"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["run.csv", "run_top5.csv"]
+    direct = tmp_path / "direct"
+    main(["--checkpoint", str(ckpt), "--store", str(store), "--annotations", str(ann), "--out", str(direct)])
+    want = json.loads((direct / "metrics.json").read_text())["metrics"]
+    scored = tmp_path / "scored"
+    assert main(["--predictions", str(out / "run.csv"), "--annotations", str(ann), "--out", str(scored)]) == 0
+    got = json.loads((scored / "metrics.json").read_text())["metrics"]
+    multi = {k: v for k, v in want.items() if k.endswith("_multi")}
+    assert got == pytest.approx(multi)  # the matrix carries no single-match ground truth by itself
+    # K = 5 < 10: no multi-match metric can be computed from the ranked list, a clear error
+    assert main(["--predictions", str(out / "run_top5.csv"), "--annotations", str(ann)]) == 2
