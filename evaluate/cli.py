@@ -50,14 +50,19 @@ def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dic
     return metrics
 
 
-def main(argv: list[str] | None = None) -> int:
+def guarded_main(config_cls: type, run_fn, argv: list[str] | None, prog: str) -> int:
+    """Parse flags into ``config_cls``, call ``run_fn(cfg)``; expected user errors exit 2 with one line."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(EvaluateConfig, argv, prog="audioret evaluate")
+    cfg = parse_config(config_cls, argv, prog=prog)
     from audioret.store.errors import StoreError
 
     try:
-        run(cfg)
+        run_fn(cfg)
     except (ValueError, FileNotFoundError, StoreError) as e:
-        print(f"audioret evaluate: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return guarded_main(EvaluateConfig, run, argv, "audioret evaluate")

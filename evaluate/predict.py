@@ -6,7 +6,6 @@ import logging
 import sys
 from pathlib import Path
 
-from audioret.config import parse_config
 from audioret.evaluate.config import PredictConfig
 
 log = logging.getLogger(__name__)
@@ -38,16 +37,9 @@ def run(cfg: PredictConfig) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = parse_config(PredictConfig, argv, prog="audioret predict")
-    from audioret.store.errors import StoreError
+    from audioret.evaluate.cli import guarded_main
 
-    try:
-        run(cfg)
-    except (ValueError, FileNotFoundError, StoreError) as e:
-        print(f"audioret predict: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return guarded_main(PredictConfig, run, argv, "audioret predict")
 
 
 if __name__ == "__main__":
