@@ -1,0 +1,134 @@
+"""The LightningModule: glue only. Model (``RetrievalHeads``), loss (``contrastive_loss``),
+schedule (``lr_at``) and metrics (``audioret.evaluate.metrics``) live elsewhere and are pure.
+
+Training: embed the batch's unique clips once, expand to one audio row per caption, all-gather
+audio/text embeddings and clip ids across ranks (gradient through the local part), baseline loss.
+Evaluation: every rank embeds its chunks; at epoch end embeddings are gathered with their indices,
+de-duplicated (DistributedSampler pads by repeating) and put in dataset order, so every rank
+computes the metrics on the whole split (the baseline computes them per GPU, which is wrong).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from audioret.models import RetrievalHeads, all_gather_variable, all_gather_with_grad, contrastive_loss, lr_at
+from audioret.models.checkpoint import LIGHTNING_KEY, checkpoint_payload
+
+from .data import EvalChunk, TrainBatch
+
+
+@dataclass
+class Schedule:
+    max_lr: float
+    min_lr: float
+    warmup_epochs: float
+    rampdown_epochs: float
+    weight_decay: float = 0.0
+
+
+def split_metrics(text_emb: Tensor, audio_emb: Tensor, caption_clip: Tensor) -> dict[str, float]:
+    """Single-match metrics of a whole split (R@1/5/10, mAP@10) via evaluate's metric functions."""
+    from audioret.evaluate.metrics import retrieval_metrics
+
+    return retrieval_metrics(text_emb.float(), audio_emb.float(), caption_clip.cpu())
+
+
+def _assemble(index: Tensor, emb: Tensor, n: int) -> Tensor:
+    """Rows gathered from all ranks (with repeats) -> [n, D] in dataset order; errors if any is missing."""
+    out = emb.new_zeros((n, emb.shape[-1]))
+    seen = torch.zeros(n, dtype=torch.bool, device=emb.device)
+    out[index] = emb
+    seen[index] = True
+    if not bool(seen.all()):
+        raise RuntimeError(f"evaluation gathered {int(seen.sum())} of {n} items: a rank lost its chunks")
+    return out
+
+
+class HeadsModule(L.LightningModule):
+    def __init__(self, heads: RetrievalHeads, schedule: Schedule, *,
+                 eval_splits: dict[str, tuple[Tensor, int]] | None = None, info: dict[str, Any] | None = None):
+        """``eval_splits``: prefix ("val"/"test") -> (caption -> clip index [N_captions], number of clips)."""
+        super().__init__()
+        self.heads = heads
+        self.schedule = schedule
+        self.eval_splits = dict(eval_splits or {})
+        self.info = info or {}  # store identity + train config, written into every checkpoint
+        self.latest_metrics: dict[str, float] = {}
+        self._eval: dict[str, list[Tensor]] = {}
+
+    # ---- training
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW([p for p in self.parameters() if p.requires_grad], lr=1.0,
+                                weight_decay=self.schedule.weight_decay)
+        steps = max(1, int(self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs or 1))
+        s = self.schedule
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_at(
+            step, steps, max_lr=s.max_lr, min_lr=s.min_lr, warmup_epochs=s.warmup_epochs,
+            rampdown_epochs=s.rampdown_epochs))  # base lr 1.0: the lambda is the absolute lr
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_train_epoch_start(self) -> None:
+        dataset = self.trainer.train_dataloader.dataset if self.trainer.train_dataloader is not None else None
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(self.current_epoch)
+
+    def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
+        audio = self.heads.embed_audio(batch.audio)[batch.inverse]  # [B, E], one row per caption
+        text = self.heads.embed_text(batch.text)  # [B, E]
+        clips = batch.caption_clip
+        loss = contrastive_loss(all_gather_with_grad(audio), all_gather_with_grad(text),
+                                all_gather_with_grad(clips), all_gather_with_grad(clips), self.heads.tau)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(clips))
+        self.log("train/tau", self.heads.tau.abs().detach(), batch_size=len(clips))
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(clips))
+        return loss
+
+    # ---- evaluation (validation and test share the code)
+    def _eval_step(self, chunk: EvalChunk) -> None:
+        store = self._eval
+        if chunk.audio is not None:
+            store.setdefault("clip_index", []).append(chunk.clip_index)
+            store.setdefault("audio", []).append(self.heads.embed_audio(chunk.audio).float())
+        if chunk.text is not None:
+            store.setdefault("caption_index", []).append(chunk.caption_index)
+            store.setdefault("text", []).append(self.heads.embed_text(chunk.text).float())
+
+    def _eval_end(self, prefix: str) -> dict[str, float]:
+        parts, self._eval = self._eval, {}
+        if prefix not in self.eval_splits or not parts:
+            return {}
+        caption_clip, n_clips = self.eval_splits[prefix]
+        cat = {k: torch.cat(v) for k, v in parts.items()}
+        gathered = {k: all_gather_variable(v) for k, v in cat.items()}
+        audio = _assemble(gathered["clip_index"], gathered["audio"], n_clips)
+        text = _assemble(gathered["caption_index"], gathered["text"], len(caption_clip))
+        metrics = {f"{prefix}/{k}": float(v) for k, v in split_metrics(text, audio, caption_clip).items()}
+        for k, v in metrics.items():  # identical on every rank: no sync needed
+            self.log(k, v, prog_bar=k.endswith("mAP@10"))
+        self.latest_metrics.update(metrics)
+        return metrics
+
+    def validation_step(self, chunk: EvalChunk, batch_idx: int) -> None:
+        self._eval_step(chunk)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, chunk: EvalChunk, batch_idx: int) -> None:
+        self._eval_step(chunk)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        return batch.to(device) if hasattr(batch, "to") else super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[LIGHTNING_KEY] = checkpoint_payload(self.heads, with_weights=False, metrics=self.latest_metrics,
+                                                       **self.info)

@@ -1,0 +1,223 @@
+"""``run(config)``: one training run, or a sweep of runs back to back with one results table.
+
+A run: seed -> heads -> Lightning fit (checkpoint by val/mAP@10 + last) -> test with the best
+checkpoint -> ``<out>/heads.pt`` (plain head checkpoint, see audioret.models.checkpoint) and
+``<out>/metrics.json``. A sweep (any of --seeds/--lrs/--taus/--audio-poolings/--text-poolings/
+--projections) runs every combination into ``<out>/<run name>/`` and writes ``<out>/sweep.csv`` and
+``<out>/sweep.json``; the closed-form floor is a row of the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audioret.config import to_dict
+from audioret.models import HeadConfig, RetrievalHeads, save_heads
+
+from .config import TrainHeadsConfig
+from .data import CaptionBatches, EvalChunks, SplitReader, identity_collate
+
+log = logging.getLogger(__name__)
+
+SWEEP_FIELDS = {"seeds": "seed", "lrs": "max_lr", "taus": "initial_tau", "audio_poolings": "audio_pooling",
+                "text_poolings": "text_pooling", "projections": "projection"}
+
+
+@dataclass
+class Splits:
+    """The data of a run: a training reader, evaluation readers by prefix, the store's identity."""
+
+    train: SplitReader
+    evals: dict[str, SplitReader] = field(default_factory=dict)  # "val" / "test" -> reader
+    store: dict[str, Any] = field(default_factory=dict)  # {"path": ..., "metadata": {...}}
+    shard_block: int = 0  # > 0: streaming reader, shuffle by blocks of this many captions
+
+
+@dataclass
+class RunResult:
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    checkpoint: Path | None
+    wall_s: float
+
+
+# ---------------------------------------------------------------- small pure helpers
+
+def choose_precision(requested: str, *, cuda: bool, bf16_supported: bool) -> str:
+    """auto: bf16-mixed on GPUs that support it, 16-mixed on older ones (Turing, e.g. 2080 Ti), fp32 on CPU."""
+    if requested != "auto":
+        return requested
+    if not cuda:
+        return "32-true"
+    return "bf16-mixed" if bf16_supported else "16-mixed"
+
+
+def head_config(cfg: TrainHeadsConfig, audio_dim: int, text_dim: int) -> HeadConfig:
+    return HeadConfig(audio_dim=audio_dim, text_dim=text_dim, embed_dim=cfg.embed_dim,
+                      audio_pooling=cfg.audio_pooling, text_pooling=cfg.text_pooling,
+                      projection=cfg.projection, hidden_dim=cfg.hidden_dim, dropout=cfg.dropout,
+                      seq_layers=cfg.seq_layers, seq_dim=cfg.seq_dim, seq_heads=cfg.seq_heads,
+                      initial_tau=cfg.initial_tau, tau_trainable=cfg.tau_trainable).validate()
+
+
+def expand_sweep(cfg: TrainHeadsConfig) -> list[tuple[str, TrainHeadsConfig]]:
+    """Every combination of the sweep lists -> (run name, config). No lists: the config itself."""
+    axes = [(name, SWEEP_FIELDS[name], getattr(cfg, name)) for name in SWEEP_FIELDS if getattr(cfg, name)]
+    if not axes:
+        return [("run", cfg)]
+    runs = []
+    for values in itertools.product(*[a[2] for a in axes]):
+        changes = {target: v for (_, target, _), v in zip(axes, values)}
+        name = "_".join(f"{target}={v}" for target, v in changes.items())
+        runs.append((name, dataclasses.replace(cfg, **changes, out=cfg.out / name)))
+    return runs
+
+
+def _dims(reader: SplitReader) -> tuple[int, int]:
+    a = reader.audio(torch.tensor([0]))
+    t = reader.text(torch.tensor([0]))
+    return int(a.frames.shape[-1]), int(t.tokens.shape[-1])
+
+
+def _logger(cfg: TrainHeadsConfig) -> Any:
+    from lightning.pytorch import loggers
+
+    if cfg.logger == "none":
+        return False
+    if cfg.logger == "csv":
+        return loggers.CSVLogger(cfg.out, name="logs")
+    if cfg.logger == "tensorboard":
+        return loggers.TensorBoardLogger(cfg.out, name="logs")
+    return loggers.WandbLogger(project="audioret-heads", save_dir=str(cfg.out))
+
+
+# ---------------------------------------------------------------- one run
+
+def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "run") -> RunResult:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from .module import HeadsModule, Schedule
+
+    t0 = time.perf_counter()
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    heads = RetrievalHeads(head_config(cfg, *_dims(splits.train)))
+    info = {"store": splits.store, "train_config": to_dict(cfg)}
+    module = HeadsModule(heads, Schedule(cfg.max_lr, cfg.min_lr, cfg.warmup_epochs, cfg.rampdown_epochs,
+                                         cfg.weight_decay),
+                         eval_splits={p: (r.caption_clip.cpu(), r.num_clips) for p, r in splits.evals.items()},
+                         info=info)
+    workers = cfg.num_workers if splits.shard_block else 0  # in memory: the gather is the whole cost
+    loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
+        ds, batch_size=None, shuffle=False, collate_fn=identity_collate, num_workers=workers,
+        persistent_workers=workers > 0)
+    train_loader = loader(CaptionBatches(splits.train, cfg.batch_size, seed=cfg.seed,
+                                         shard_block=splits.shard_block, shuffle_window=cfg.shuffle_window))
+    val = splits.evals.get("val")
+    monitor = "val/mAP@10" if val is not None else None
+    ckpt = ModelCheckpoint(dirpath=cfg.out / "checkpoints", filename="{epoch}", monitor=monitor, mode="max",
+                           save_top_k=1, save_last=True)
+    cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+    precision = choose_precision(cfg.precision, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+    devices: Any = cfg.devices if cfg.devices == "auto" or "," in cfg.devices else int(cfg.devices)
+    trainer = L.Trainer(accelerator=cfg.accelerator, devices=devices, strategy=cfg.strategy, precision=precision,
+                        max_epochs=cfg.max_epochs, logger=_logger(cfg), callbacks=[ckpt],
+                        num_sanity_val_steps=0, enable_progress_bar=cfg.progress, enable_model_summary=False,
+                        log_every_n_steps=10, default_root_dir=cfg.out)
+    trainer.fit(module, train_dataloaders=train_loader,
+                val_dataloaders=loader(EvalChunks(val, cfg.eval_batch_size)) if val is not None else None)
+    best = ckpt.best_model_path or ckpt.last_model_path
+    metrics = dict(module.latest_metrics)
+    if ckpt.best_model_score is not None:
+        metrics["val/mAP@10"] = float(ckpt.best_model_score)  # the selected epoch's score
+    if best:
+        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+    test = splits.evals.get("test")
+    if test is not None:
+        trainer.test(module, dataloaders=loader(EvalChunks(test, cfg.eval_batch_size)), verbose=False)
+        metrics.update({k: v for k, v in module.latest_metrics.items() if k.startswith("test/")})
+    path = None
+    if trainer.is_global_zero:
+        path = save_heads(cfg.out / "heads.pt", module.heads.cpu(), store=splits.store, metrics=metrics,
+                          train_config=to_dict(cfg))
+        (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    params = {k: getattr(cfg, k) for k in SWEEP_FIELDS.values()}
+    return RunResult(name, params, metrics, path, time.perf_counter() - t0)
+
+
+# ---------------------------------------------------------------- sweeps and the table
+
+def floor_result(cfg: TrainHeadsConfig, splits: Splits) -> RunResult | None:
+    if cfg.floor == "none":
+        return None
+    from .floor import floor_metrics
+
+    t0 = time.perf_counter()
+    metrics = floor_metrics(cfg.floor, splits.train, splits.evals)
+    return RunResult(f"floor ({cfg.floor}, sklearn)", {}, metrics, None, time.perf_counter() - t0)
+
+
+TABLE_METRICS = ("val/mAP@10", "test/mAP@10", "test/R@1", "test/R@10", "test/mAP@16_multi")
+
+
+def results_table(results: list[RunResult], *, compact: bool = False) -> tuple[list[str], list[list[Any]]]:
+    """(columns, rows): run name, swept params, metrics, wall time. ``compact`` keeps only the params
+    that differ between runs and the headline metrics (for the terminal); the files get everything."""
+    params = sorted({k for r in results for k in r.params})
+    metrics = sorted({k for r in results for k in r.metrics}, key=lambda k: (not k.startswith("val"), k))
+    if compact:
+        params = [p for p in params if len({str(r.params.get(p)) for r in results if r.params}) > 1]
+        metrics = [m for m in TABLE_METRICS if m in metrics]
+    cols = ["run", *params, *metrics, "wall_s"]
+    rows = [[r.name, *[r.params.get(p, "") for p in params], *[r.metrics.get(m) for m in metrics],
+             round(r.wall_s, 2)] for r in results]
+    return cols, rows
+
+
+def write_table(results: list[RunResult], out: Path) -> None:
+    import csv
+
+    from rich.console import Console
+    from rich.table import Table
+
+    cols, rows = results_table(results)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "sweep.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows(rows)
+    (out / "sweep.json").write_text(json.dumps([dict(zip(cols, r)) for r in rows], indent=2, default=str) + "\n")
+    cols, rows = results_table(results, compact=True)
+    table = Table(title=f"train-heads results (all columns: {out / 'sweep.csv'})")
+    for c in cols:
+        table.add_column(c, justify="left" if c == "run" else "right")
+    for r in rows:
+        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r])
+    Console().print(table)
+
+
+def run(cfg: TrainHeadsConfig, splits: Splits | None = None) -> list[RunResult]:
+    """Train every run of the (possibly one-point) sweep; print and write the results table."""
+    if splits is None:
+        from .store_reader import load_splits
+
+        splits = load_splits(cfg)
+    runs = expand_sweep(cfg)
+    for _, c in runs:  # fail on a bad sweep value before the first run, not after it
+        head_config(c, 1, 1)
+    results = [train_one(c, splits, name) for name, c in runs]
+    floor = floor_result(cfg, splits)
+    if floor is not None:
+        results.append(floor)
+    write_table(results, cfg.out)
+    return results
