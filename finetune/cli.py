@@ -1,0 +1,25 @@
+"""``audioret finetune`` / ``python -m audioret.finetune``: the baseline's ``d25_t6.train`` flags
+(snake_case as the baseline, kebab-case too) over :func:`audioret.finetune.run.run`."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from audioret.config import parse_config
+
+from .config import FinetuneConfig
+
+
+def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
+    return parse_config(FinetuneConfig, argv, prog="audioret finetune")
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .run import run
+
+    result = run(cfg)
+    print(json.dumps({k: v for k, v in result.items() if k.startswith("test") or k == "out"}, indent=2))
+    return 0

@@ -1,0 +1,295 @@
+"""``run(config)``: corpora -> data module -> Lightning Trainer (DDP-ready) -> fit -> test best and last.
+
+Outputs in the run folder (``--out``, default ``<checkpoints_path>/finetune-<time>``)::
+
+    config.json                 the resolved FinetuneConfig
+    checkpoints/epoch=N.ckpt    best by val/mAP@10;  checkpoints/last.ckpt (and step=N.ckpt if asked)
+    metrics.json                {"test_last": {...}, "test_best": {...}, "val_best": ..., "best_checkpoint": ...}
+    logs/                       Lightning CSV logs (train/loss, train/lr, val/*, test/*)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from audioret.config import save_json, to_dict
+
+from .config import FinetuneConfig
+from .data import (EvalClips, LiveAudio, ResumableBatchSampler, ResumableLoader, StoreAudio, TrainPairs,
+                   collate_eval, collate_train, shard_indices)
+from .module import FinetuneModule
+
+log = logging.getLogger(__name__)
+
+STORE_IDENTITY_KEYS = ("name", "architecture", "config", "checkpoint_sha256", "sample_rate", "window_samples")
+
+
+# --------------------------------------------------------------------------- checks and small policies
+
+def validate(cfg: FinetuneConfig) -> None:
+    if cfg.audio_store is not None and cfg.audio_trainable:
+        raise ValueError("--audio-store holds features of a frozen encoder; it cannot be combined with "
+                         "--audio-trainable (drop one of them)")
+    if cfg.audio_encoder == "beats" and cfg.beats_ckpt_path is None:
+        raise ValueError("--audio-encoder beats needs --beats_ckpt_path PATH (the official BEATs file, "
+                         "e.g. BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt); tiny-beats needs none")
+    if cfg.wavcaps and not cfg.ablate_clean_setup:
+        raise ValueError("--no-ablate_clean_setup (WavCaps 'audioset_no_audiocaps') is not supported by "
+                         "audioret.corpora yet; use the default WavCaps 'audioset' subset")
+    if cfg.batch_size < 2:
+        raise ValueError(f"--batch_size {cfg.batch_size}: a contrastive batch needs at least 2 items")
+
+
+def choose_precision(requested: str, cuda: bool) -> str:
+    """The requested precision, except fp16 mixed precision without CUDA -> 32-true (logged)."""
+    if not cuda and requested in ("16-mixed", "16"):
+        log.warning("precision %s needs CUDA; running 32-true on CPU", requested)
+        return "32-true"
+    return requested
+
+
+def parse_devices(devices: str) -> Any:
+    """'auto' | '4' | '0,1' -> what Lightning's Trainer takes."""
+    text = str(devices).strip()
+    if text == "auto":
+        return "auto"
+    if "," in text or text.startswith("["):
+        return [int(x) for x in text.strip("[]").split(",") if x.strip()]
+    return int(text)
+
+
+def run_folder(cfg: FinetuneConfig) -> Path:
+    if cfg.out is not None:
+        return Path(cfg.out)
+    if cfg.resume_ckpt_path is not None:
+        return Path(cfg.resume_ckpt_path).resolve().parent.parent
+    return Path(cfg.checkpoints_path) / time.strftime("finetune-%Y%m%d-%H%M%S")
+
+
+def multi_match_file(cfg: FinetuneConfig) -> Path:
+    """--multi-match, else the corpus's own annotations (synthetic corpora), else the shipped file."""
+    from audioret.corpora import multi_match_annotations_path
+    from audioret.resources import CLOTHO_EVAL_MULTI_MATCH, resource_path
+
+    if cfg.multi_match is not None:
+        return Path(cfg.multi_match)
+    own = multi_match_annotations_path(cfg.data_path)
+    return own if own.is_file() else resource_path(CLOTHO_EVAL_MULTI_MATCH)
+
+
+# --------------------------------------------------------------------------- corpora and audio sources
+
+def training_clips(cfg: FinetuneConfig) -> list:
+    """Clotho dev (+ AudioCaps train, + WavCaps with the DCASE exclusions), concatenated."""
+    from audioret.corpora import load_corpus
+
+    parts = [load_corpus("clotho", cfg.data_path, "dev", download=cfg.download)]
+    if cfg.audiocaps:
+        parts.append(load_corpus("audiocaps", cfg.data_path, "train", download=cfg.download))
+    if cfg.wavcaps:
+        for sub in ("freesound", "bbc", "soundbible", "audioset"):
+            parts.append(load_corpus(f"wavcaps-{sub}", cfg.data_path, "train", download=cfg.download))
+    for p in parts:
+        log.info("training corpus %s/%s: %d clips, %d captions", p.name, p.split, len(p), p.num_captions)
+    return [c for p in parts for c in p.clips]
+
+
+def store_expectation(identity: dict[str, Any]) -> dict[str, Any]:
+    """What a store must have been made with: this audio encoder (not its file path)."""
+    return {"audio_encoder": {k: identity[k] for k in STORE_IDENTITY_KEYS if k in identity}}
+
+
+def open_audio_store(cfg: FinetuneConfig, identity: dict[str, Any]) -> Any:
+    """Open ``--audio-store`` checking it was made by the same audio encoder (StoreMismatchError else)."""
+    from audioret.store import open_store
+
+    return open_store(cfg.audio_store, expect=store_expectation(identity))
+
+
+@dataclass
+class Sources:
+    train: Any
+    val: Any
+    test: Any
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def audio_sources(cfg: FinetuneConfig, model: Any) -> Sources:
+    enc = model.audio_encoder
+    live = dict(sample_rate=enc.sample_rate, window_samples=enc.window_samples, max_seconds=cfg.max_seconds)
+    if cfg.audio_store is None:
+        return Sources(LiveAudio(**live, crop_mode=cfg.train_crop), LiveAudio(**live), LiveAudio(**live))
+    st = open_audio_store(cfg, enc.identity)
+    where = str(cfg.audio_store)
+
+    def table(split: str) -> Any:
+        if split not in st.splits():
+            return None
+        t = st.audio(split)
+        t.require_complete()
+        return StoreAudio(t, where=where)
+
+    train = table("dev")
+    if train is None:
+        raise ValueError(f"{where}: the store has no 'dev' audio (splits: {st.splits()}); extract Clotho dev")
+    val, test = table("val"), table("eval")
+    notes = {"audio": f"window means from {where}; val/test from the store where present"}
+    if cfg.audiocaps or cfg.wavcaps:
+        log.warning("--audio-store: AudioCaps/WavCaps clips must be in the store's 'dev' split too, "
+                    "else they are skipped as unavailable")
+    return Sources(train, val or LiveAudio(**live), test or LiveAudio(**live), notes)
+
+
+# --------------------------------------------------------------------------- data module
+
+class FinetuneData(L.LightningDataModule):
+    """Loaders built when Lightning knows the ranks (rank-sharded training batches and evaluation)."""
+
+    def __init__(self, cfg: FinetuneConfig, train_clips: list, val_clips: list, test_clips: list,
+                 sources: Sources) -> None:
+        super().__init__()
+        self.cfg, self.sources = cfg, sources
+        self.train_set = TrainPairs(train_clips, sources.train, seed=max(cfg.seed, 0),
+                                    retries=cfg.decode_retries)
+        self.val_set = EvalClips(val_clips, sources.val)
+        self.test_set = EvalClips(test_clips, sources.test)
+        self.sampler: ResumableBatchSampler | None = None
+
+    def _workers(self) -> dict[str, Any]:
+        n = self.cfg.n_workers
+        return {"num_workers": n, "persistent_workers": n > 0, "pin_memory": torch.cuda.is_available()}
+
+    def train_dataloader(self) -> ResumableLoader:
+        t = self.trainer
+        world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
+        self.sampler = ResumableBatchSampler(len(self.train_set), self.cfg.batch_size, seed=max(self.cfg.seed, 0),
+                                             world=world, rank=rank)
+        if t is not None and t.lightning_module is not None:
+            t.lightning_module.train_sampler = self.sampler
+        return ResumableLoader(self.train_set, batch_sampler=self.sampler, collate_fn=collate_train,
+                               **self._workers())
+
+    def _eval_loader(self, dataset: EvalClips) -> torch.utils.data.DataLoader:
+        t = self.trainer
+        world, rank = (t.world_size, t.global_rank) if t is not None else (1, 0)
+        subset = torch.utils.data.Subset(dataset, shard_indices(len(dataset), world, rank))
+        return torch.utils.data.DataLoader(subset, batch_size=self.cfg.batch_size_eval, shuffle=False,
+                                           collate_fn=collate_eval, **self._workers())
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._eval_loader(self.val_set)
+
+    def test_dataloader(self) -> torch.utils.data.DataLoader:
+        return self._eval_loader(self.test_set)
+
+
+# --------------------------------------------------------------------------- model
+
+def build_module(cfg: FinetuneConfig) -> FinetuneModule:
+    """The module from the config; --load_ckpt_path weights (not its hparams) and --init-heads."""
+    from audioret.models.dual_encoder import adapt_state_dict, strip_lightning_prefix
+
+    from .warm_start import warm_start_projections
+
+    module = FinetuneModule(**to_dict(cfg))
+    if cfg.init_heads is not None:
+        warm_start_projections(module.model, cfg.init_heads)
+        log.info("projections warm-started from %s", cfg.init_heads)
+    if cfg.load_ckpt_path is not None:
+        ckpt = torch.load(cfg.load_ckpt_path, map_location="cpu", weights_only=False)
+        state = adapt_state_dict(strip_lightning_prefix(ckpt["state_dict"]), module.model.state_dict(),
+                                 source=str(cfg.load_ckpt_path))
+        module.model.load_state_dict(state)
+        log.info("weights loaded from %s (this run's config is used, not the checkpoint's)", cfg.load_ckpt_path)
+    if cfg.compile:
+        ok = torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 7
+        if ok:
+            module.model.compile_encoders()
+        else:
+            log.warning("--compile ignored: needs a CUDA device of capability >= 7 (as the baseline)")
+    return module
+
+
+def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any]:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.strategies import DDPStrategy
+
+    devices = parse_devices(cfg.devices)
+    cuda = torch.cuda.is_available()
+    many = cfg.num_nodes > 1 or (cuda and (devices == "auto" and torch.cuda.device_count() > 1
+                                           or isinstance(devices, list) and len(devices) > 1
+                                           or isinstance(devices, int) and devices > 1))
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}", monitor="val/mAP@10", mode="max",
+                           save_top_k=1, save_last=True)
+    callbacks: list[Any] = [best]
+    if cfg.checkpoint_every_n_steps > 0:
+        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", filename="{step}", save_top_k=1,
+                                         monitor="step", mode="max",
+                                         every_n_train_steps=cfg.checkpoint_every_n_steps))
+    trainer = L.Trainer(
+        accelerator="auto", devices=devices, num_nodes=cfg.num_nodes,
+        strategy=DDPStrategy(find_unused_parameters=False) if many else "auto",
+        precision=choose_precision(cfg.precision, cuda), max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
+        limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
+        check_val_every_n_epoch=cfg.val_every_n_epochs, num_sanity_val_steps=0,
+        use_distributed_sampler=False, callbacks=callbacks,
+        logger=CSVLogger(out, name="logs", version="") if cfg.logging else False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
+    return trainer, best
+
+
+# --------------------------------------------------------------------------- run
+
+def _test(trainer: L.Trainer, module: FinetuneModule, data: FinetuneData, ckpt: str | None) -> dict[str, float]:
+    trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False)
+    return dict(module.eval_results.get("test", {}))
+
+
+def run(cfg: FinetuneConfig) -> dict[str, Any]:
+    """Train and/or test; returns (and writes to ``<out>/metrics.json``) the metrics."""
+    from audioret.corpora import load_corpus
+    from audioret.evaluate.io import read_annotations
+
+    validate(cfg)
+    if cfg.seed > 0:
+        L.seed_everything(cfg.seed, workers=True)
+    out = run_folder(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(cfg, out / "config.json")
+    module = build_module(cfg)
+    sources = audio_sources(cfg, module.model)
+    val = load_corpus("clotho", cfg.data_path, "val", download=cfg.download).clips
+    test = load_corpus("clotho", cfg.data_path, "eval", download=cfg.download).clips
+    data = FinetuneData(cfg, training_clips(cfg), val, test, sources)
+    trainer, best = make_trainer(cfg, out)
+    result: dict[str, Any] = {"out": str(out), "notes": sources.notes}
+    if cfg.train:
+        trainer.fit(module, datamodule=data,
+                    ckpt_path=str(cfg.resume_ckpt_path) if cfg.resume_ckpt_path else None)
+        result["val_last"] = dict(module.eval_results.get("val", {}))
+        result["best_checkpoint"] = best.best_model_path or None
+        result["last_checkpoint"] = best.last_model_path or None
+        result["global_step"] = trainer.global_step
+    if cfg.test:
+        ann = read_annotations(multi_match_file(cfg))
+        module.annotations = [(a.query, a.files) for a in ann]
+        result["multi_match_file"] = str(multi_match_file(cfg))
+        result["test_last"] = _test(trainer, module, data, None)
+        if cfg.train and best.best_model_path:
+            result["test_best"] = _test(trainer, module, data, best.best_model_path)
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+__all__ = ["run", "validate", "choose_precision", "parse_devices", "FinetuneData", "build_module",
+           "make_trainer", "store_expectation", "open_audio_store", "multi_match_file"]
