@@ -1,0 +1,398 @@
+"""``run(config)``: corpus -> encoders -> feature store, resumable and sharded.
+
+Per split: plan the audio table (header probes -> rows per clip; idempotent, every shard
+computes the same plan), then stream this shard's pending parts: DataLoader workers decode,
+resample, crop and cut 10 s windows; the main thread runs the encoder (inference mode,
+autocast on GPU) on window batches; a background thread writes. The text pass plans captions
+(tokenizer counts) and encodes them in length-sorted pools. Batches are cut per part from the
+part's first item, so a resumed or sharded run computes exactly the batches of a plain run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from audioret.config import to_dict
+from audioret.corpora import CorpusSplit, load_corpus, synthesize
+from audioret.encoders.registry import build_audio_encoder, build_text_encoder
+from audioret.store import AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, create_store
+
+from .config import ExtractConfig
+from .data import AudioItems, DecodedBatch, audio_loader, window_batches
+from .plan import AudioLayout, audio_layout, count_tokens, num_parts_for, probe_all, text_items
+from .report import ExtractProgress, ModelTimer, TableStats, failures_table, summary_table
+from .shard import Shard, local_device_index, parts_of_shard, resolve_shard
+from .writer import BackgroundWriter, PartsSink
+
+log = logging.getLogger(__name__)
+
+# keys saved in the metadata but not compared when a run reopens the store
+IGNORED_METADATA = ("extract_config", "corpus.data_path", "audio_encoder.checkpoint", "text_encoder.source")
+
+
+@dataclass
+class ExtractResult:
+    store: Path
+    shard: Shard
+    stats: list[TableStats] = field(default_factory=list)
+
+    @property
+    def num_failed(self) -> int:
+        return sum(s.failed for s in self.stats)
+
+    def exit_code(self, strict: bool) -> int:
+        return 1 if strict and self.num_failed else 0
+
+
+# ---- small resolvers -------------------------------------------------------------------------
+def resolve_device(name: str, env: Mapping[str, str]) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_device_index(env) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """None = plain fp32. auto: bf16 on GPUs that support it (fp16 otherwise), fp32 on CPU."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def max_samples_of(config: ExtractConfig, sample_rate: int) -> int | None:
+    if config.max_seconds is None or config.max_seconds <= 0:
+        return None
+    return int(round(config.max_seconds * sample_rate))
+
+
+def store_metadata(config: ExtractConfig, audio_enc: Any, text_enc: Any, dtype: torch.dtype | None) -> dict:
+    """What the store records (and compares on reopen, minus IGNORED_METADATA)."""
+    sr, ws = audio_enc.sample_rate, audio_enc.window_samples
+    return {
+        "audio_encoder": audio_enc.identity,
+        "text_encoder": text_enc.identity,
+        "preprocessing": {
+            "sample_rate": sr, "window_samples": ws, "window_seconds": ws / sr,
+            "max_seconds": config.max_seconds, "max_samples": max_samples_of(config, sr), "crop": config.crop,
+            "padding": "last window zero-padded; each window encoded without a padding mask",
+            "pooling": {"frames": "mean of the frequency tokens of each time patch, valid frames only",
+                        "windows": "mean of all tokens of each window, padding included (seed recipe)"},
+            "text_max_length": text_enc.max_length, "text_preprocess": text_enc.preprocess_text,
+            "feature_dtype": config.dtype,
+            "compute_precision": str(dtype).replace("torch.", "") if dtype is not None else "float32",
+        },
+        "corpus": {"name": config.corpus, "data_path": str(Path(config.data_path).resolve())},
+        "extract_config": to_dict(config),
+    }
+
+
+def load_split(config: ExtractConfig, split: str) -> CorpusSplit:
+    """The corpus split (``synthetic``: a Clotho-layout corpus, written on first use)."""
+    name, kw = config.corpus, {}
+    if name == "synthetic":
+        if not (Path(config.data_path) / "CLOTHO_v2.1").is_dir():
+            synthesize(config.data_path)
+        name = "clotho"
+    if name == "folder":
+        kw["captions_csv"] = config.captions_csv
+    return load_corpus(name, config.data_path, split, download=config.download, **kw)
+
+
+# ---- audio pass ------------------------------------------------------------------------------
+def plan_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any) -> AudioLayout:
+    """Plan (or reload the plan of) the audio table of a split."""
+    ids = [c.clip_id for c in cs.clips]
+    if st.has(cs.split, AUDIO):
+        plan = st.plan_of(cs.split, AUDIO)
+        table = st.items(cs.split, AUDIO)
+        if table.ids != ids:
+            raise StoreError(f"store {st.where}: {cs.split}/audio was planned for other clips than corpus "
+                             f"{config.corpus!r} now lists ({plan.num_items} vs {len(ids)} clips); extract "
+                             "into a new store or pass --overwrite")
+        return AudioLayout(np.asarray(table.column("num_samples"), np.int64), table.lengths("frames"),
+                           table.lengths("windows"), np.asarray(table.column("source_duration")),
+                           {int(k): v for k, v in plan.attrs.get("probe_failures", {}).items()})
+    probes = probe_all([c.path for c in cs.clips], enc.sample_rate, max_samples_of(config, enc.sample_rate),
+                       config.num_workers)
+    lay = audio_layout(probes, enc.window_samples, _frames_counter(enc))
+    fields = {"frames": FieldSpec(lay.num_frames, enc.dim, config.dtype),
+              "windows": FieldSpec(lay.num_windows, enc.dim, config.dtype)}
+    cols = {"duration": (lay.num_samples / enc.sample_rate).astype(np.float32),
+            "num_samples": lay.num_samples, "source_duration": lay.source_duration}
+    st.plan(cs.split, AUDIO, ids, fields, columns=cols, num_parts=num_parts_for(len(ids), config.items_per_part),
+            attrs={"corpus": config.corpus, "split": cs.split,
+                   "probe_failures": {str(k): v for k, v in lay.failures.items()}})
+    return lay
+
+
+def _frames_counter(enc: Any) -> Any:
+    return lru_cache(maxsize=None)(enc.num_valid_frames)
+
+
+def audio_batches(pending: Sequence[tuple[int, int, int, int]], windows: np.ndarray, budget: int) -> list[list[int]]:
+    """Window batches cut per part from the part's start (same batches as an uninterrupted
+    run); only batches that hold a pending item are kept."""
+    out = []
+    for _, start, first, end in pending:
+        out += [b for b in window_batches(range(start, end), windows, budget) if b[-1] >= first]
+    return out
+
+
+def write_audio_batch(sink: PartsSink, batch: DecodedBatch, frames: torch.Tensor, means: torch.Tensor,
+                      ready: Any, window: int, frames_of: Any) -> None:
+    """Writer-thread job: split a batch's window outputs back into clips and store them."""
+    if ready is not None:
+        ready.synchronize()
+    pos = 0
+    for i, w, n in zip(batch.indices, batch.num_windows, batch.num_samples):
+        if i in batch.errors:
+            sink.fail(i, batch.errors[i])
+            continue
+        counts = [frames_of(max(0, min(window, n - k * window))) for k in range(w)]
+        fr = torch.cat([frames[pos + k, :c] for k, c in enumerate(counts)])
+        sink.put(i, {"frames": fr.numpy(), "windows": means[pos:pos + w].numpy()})
+        pos += w
+
+
+def to_host(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], Any]:
+    """Non-blocking device->host copies into pinned memory (+ an event to wait on) on GPU."""
+    if tensors[0].device.type != "cuda":
+        return [t.cpu() for t in tensors], None
+    out = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for o, t in zip(out, tensors):
+        o.copy_(t, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return out, event
+
+
+def extract_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
+                  progress: ExtractProgress) -> TableStats:
+    lay = plan_audio(st, config, cs, enc)
+    plan = st.plan_of(cs.split, AUDIO)
+    sink = PartsSink(st, cs.split, AUDIO, parts_of_shard(plan.num_parts, shard))
+    pending = sink.pending_parts()
+    todo = sum(end - first for _, _, first, end in pending)
+    stats = TableStats(cs.split, AUDIO, items=plan.num_items, skipped=plan.num_items - todo)
+    if not pending:
+        return stats
+    todo_items = todo_mask(plan.num_items, pending)
+    dataset = AudioItems([c.path for c in cs.clips], lay.num_samples, lay.failures, target_sr=enc.sample_rate,
+                         max_samples=max_samples_of(config, enc.sample_rate), crop_mode=config.crop)
+    batches = audio_batches(pending, lay.num_windows, config.batch_windows)
+    loader = audio_loader(dataset, batches, enc.window_samples, num_workers=config.num_workers,
+                          prefetch_factor=config.prefetch_factor, pin_memory=enc.device.type == "cuda")
+    out_dtype = torch.float16 if config.dtype == "float16" else torch.float32
+    frames_of = _frames_counter(enc)
+    writer, timer = BackgroundWriter(config.write_queue), ModelTimer(enc.device)
+    task = progress.task(f"{cs.split} audio", todo)
+    started = time.perf_counter()
+    try:
+        it = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            batch = next(it, None)
+            stats.wait_data += time.perf_counter() - t0
+            if batch is None:
+                break
+            with torch.inference_mode(), timer:
+                x = batch.windows.to(enc.device, non_blocking=True)
+                frames, means = enc.encode_windows(x) if len(x) else (x.new_zeros(0, 1, enc.dim), x.new_zeros(0, enc.dim))
+                (frames, means), ready = to_host(frames.to(out_dtype), means.to(out_dtype))
+            writer.submit(write_audio_batch, sink, batch, frames, means, ready, enc.window_samples, frames_of)
+            _count_batch(stats, batch, todo_items, enc.sample_rate)
+            stats.decode += batch.decode_seconds
+            progress.update(task, stats, started)
+        writer.submit(sink.close)
+        writer.close()
+    except BaseException:
+        _abort(writer, sink)
+        raise
+    stats.wall = time.perf_counter() - started
+    stats.model, stats.write, stats.write_blocked = timer.total(), writer.busy_seconds, writer.blocked_seconds
+    stats.failures = dict(sink.failures)
+    stats.failed = len(stats.failures)
+    return stats
+
+
+def todo_mask(num_items: int, pending: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
+    """bool [N]: items this run still has to write (the resumed prefix of a part is recomputed
+    for identical batches but not counted)."""
+    mask = np.zeros(num_items, dtype=bool)
+    for _, _, first, end in pending:
+        mask[first:end] = True
+    return mask
+
+
+def _count_batch(stats: TableStats, batch: DecodedBatch, todo: np.ndarray, sample_rate: int) -> None:
+    new = [k for k, i in enumerate(batch.indices) if todo[i]]
+    stats.processed += len(new)
+    stats.failed += sum(1 for k in new if batch.indices[k] in batch.errors)
+    stats.audio_seconds += sum(batch.num_samples[k] for k in new
+                               if batch.indices[k] not in batch.errors) / sample_rate
+
+
+def _abort(writer: BackgroundWriter, sink: PartsSink) -> None:
+    try:
+        writer.submit(sink.abort)
+        writer.close()
+    except Exception as err:  # the original error matters more
+        log.warning("while stopping the writer: %s", err)
+
+
+# ---- text pass -------------------------------------------------------------------------------
+def plan_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any) -> tuple[list[str], np.ndarray]:
+    captions, clip_index = text_items([c.captions for c in cs.clips])
+    if st.has(cs.split, TEXT):
+        table = st.items(cs.split, TEXT)
+        if table.ids != captions:
+            raise StoreError(f"store {st.where}: {cs.split}/text was planned for other captions than the "
+                             "corpus now lists; extract into a new store or pass --overwrite")
+        return captions, table.lengths("tokens")
+    lengths = count_tokens(captions, enc.num_tokens)
+    st.plan_text(cs.split, captions, clip_index, lengths, dim=enc.dim, dtype=config.dtype,
+                 num_parts=num_parts_for(len(captions), config.text_items_per_part),
+                 attrs={"corpus": config.corpus, "split": cs.split})
+    return captions, lengths
+
+
+def text_pools(pending: Sequence[tuple[int, int, int, int]], batch: int, pool_batches: int = 8) -> list[list[int]]:
+    """Pools of consecutive captions (cut per part from its start), each pool encoded as
+    length-sorted batches and written back in order."""
+    size = batch * pool_batches
+    out = []
+    for _, start, first, end in pending:
+        out += [list(range(a, min(a + size, end))) for a in range(start, end, size) if min(a + size, end) > first]
+    return out
+
+
+def sorted_batches(items: Sequence[int], lengths: np.ndarray, batch: int) -> list[list[int]]:
+    """Length-bucketed batches: items sorted by token count (stable), cut into ``batch``."""
+    order = sorted(items, key=lambda i: (int(lengths[i]), i))
+    return [order[k:k + batch] for k in range(0, len(order), batch)]
+
+
+def write_text_pool(sink: PartsSink, pool: list[int], results: dict[int, tuple[Any, Any, int]], ready: Any,
+                    lengths: np.ndarray) -> None:
+    if ready is not None:
+        ready.synchronize()
+    for i in pool:
+        tokens, first, n = results[i]
+        if n != int(lengths[i]):
+            sink.fail(i, f"encoder gave {n} tokens, the plan expects {int(lengths[i])}")
+            continue
+        sink.put(i, {"tokens": tokens[:n].numpy(), "first": first.numpy()})
+
+
+def extract_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
+                 progress: ExtractProgress) -> TableStats:
+    captions, lengths = plan_text(st, config, cs, enc)
+    plan = st.plan_of(cs.split, TEXT)
+    sink = PartsSink(st, cs.split, TEXT, parts_of_shard(plan.num_parts, shard))
+    pending = sink.pending_parts()
+    todo = sum(end - first for _, _, first, end in pending)
+    stats = TableStats(cs.split, TEXT, items=plan.num_items, skipped=plan.num_items - todo)
+    if not pending:
+        return stats
+    todo_items = todo_mask(plan.num_items, pending)
+    out_dtype = torch.float16 if config.dtype == "float16" else torch.float32
+    writer, timer = BackgroundWriter(config.write_queue), ModelTimer(enc.device)
+    task = progress.task(f"{cs.split} text", todo)
+    started = time.perf_counter()
+    try:
+        for pool in text_pools(pending, config.text_batch_size):
+            results, ready = _encode_pool(enc, captions, pool, lengths, config.text_batch_size, out_dtype, timer)
+            writer.submit(write_text_pool, sink, pool, results, ready, lengths)
+            stats.processed += int(todo_items[pool].sum())
+            progress.update(task, stats, started)
+        writer.submit(sink.close)
+        writer.close()
+    except BaseException:
+        _abort(writer, sink)
+        raise
+    stats.wall = time.perf_counter() - started
+    stats.model, stats.write, stats.write_blocked = timer.total(), writer.busy_seconds, writer.blocked_seconds
+    stats.failures = dict(sink.failures)
+    stats.failed = len(stats.failures)
+    return stats
+
+
+def _encode_pool(enc: Any, captions: list[str], pool: list[int], lengths: np.ndarray, batch: int,
+                 out_dtype: torch.dtype, timer: ModelTimer) -> tuple[dict[int, tuple[Any, Any, int]], Any]:
+    results: dict[int, tuple[Any, Any, int]] = {}
+    ready = None
+    for b in sorted_batches(pool, lengths, batch):
+        with torch.inference_mode(), timer:
+            tokens, mask, first = enc.encode([captions[i] for i in b])
+            (tokens, first, n), ready = to_host(tokens.to(out_dtype), first.to(out_dtype), mask.sum(1))
+        for k, i in enumerate(b):
+            results[i] = (tokens[k], first[k], int(n[k]) if ready is None else n[k])
+    if ready is not None:  # GPU: counts become Python ints once the copies landed
+        ready.synchronize()
+        results = {i: (t, f, int(n)) for i, (t, f, n) in results.items()}
+        ready = None
+    return results, ready
+
+
+# ---- the job ---------------------------------------------------------------------------------
+def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> ExtractResult:
+    """Extract every requested split and pass into ``config.store``; returns the per-table stats."""
+    env = os.environ if env is None else env
+    shard = resolve_shard(config.num_shards, config.shard_index, env)
+    if config.overwrite and shard.count > 1:
+        raise ValueError("--overwrite with several shards would let one shard delete the others' work: "
+                         "delete the store (or run once with --overwrite and one shard) before launching shards")
+    _check_config(config)
+    device = resolve_device(config.device, env)
+    dtype = autocast_dtype(config.precision, device)
+    audio_enc = build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
+                                    batch_size=config.batch_windows)
+    text_enc = build_text_encoder(config.text_model, device, dtype=dtype)
+    metadata = store_metadata(config, audio_enc, text_enc, dtype)
+    st = create_store(config.store, metadata, overwrite=config.overwrite, ignore=IGNORED_METADATA,
+                      codec=config.codec)
+    log.info("shard %d/%d (%s) on %s, autocast %s", shard.index, shard.count, shard.source, device, dtype)
+    result = ExtractResult(Path(config.store), shard)
+    ids: dict[tuple[str, str], list[str]] = {}
+    with ExtractProgress(config.progress) as progress:
+        for split in config.splits:
+            cs = load_split(config, split)
+            if "audio" in config.passes:
+                result.stats.append(extract_audio(st, config, cs, audio_enc, shard, progress))
+                ids[(split, AUDIO)] = [c.clip_id for c in cs.clips]
+            if "text" in config.passes:
+                result.stats.append(extract_text(st, config, cs, text_enc, shard, progress))
+                ids[(split, TEXT)] = text_items([c.captions for c in cs.clips])[0]
+    console = Console(stderr=True, width=max(progress.console.width, 150))
+    console.print(summary_table(result.stats))
+    if result.num_failed:
+        console.print(failures_table(result.stats, ids))
+    if config.summary_json is not None:
+        Path(config.summary_json).write_text(json.dumps(
+            {"shard": vars(shard), "stats": [s.to_json() for s in result.stats]}, indent=2) + "\n")
+    return result
+
+
+def _check_config(config: ExtractConfig) -> None:
+    if not config.passes:
+        raise ValueError("--passes is empty: choose audio, text or both")
+    for name in ("batch_windows", "text_batch_size", "items_per_part", "text_items_per_part", "write_queue"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(config, name)}")
+    if config.num_workers < 0:
+        raise ValueError(f"--num-workers must be >= 0, got {config.num_workers}")
