@@ -9,6 +9,8 @@ else from audioret. Public API:
 - ``PartWriter.pending / put / fail / flush / close`` (context manager)
 - ``ItemTable.ids / captions / column / lengths / offsets / failed / failures / done / valid /
   require_complete / get / batch / vectors / load / pooled``; ``Batch(values, lengths, mask)``
+  (batches read local uncompressed stores by pread from the shard files, others through zarr;
+  ``ItemTable.fast_reads = False`` forces zarr; see FORMAT.md "Read paths")
 - ``verify_store(path) -> list[str]`` (problems), ``summarize(path) -> dict``
 - ``FeatureDataset`` / ``collate`` (torch, in ``audioret.store.dataset``)
 - errors: ``StoreError``, ``StoreMismatchError`` (``.differences``), ``StoreIncompleteError``
