@@ -171,13 +171,28 @@ def _count_ahead(block: torch.Tensor, thr: torch.Tensor, col: torch.Tensor,
     return ahead
 
 
+def _row_ranks(row: torch.Tensor, thr: torch.Tensor, col: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+    """Ranks of several columns ``col`` [m] (scores ``thr`` [m]) within one score row [A] -> [m].
+
+    Works on a view of the row (no gather: ``index_select`` of scattered rows is slow on CPU).
+    """
+    out = torch.empty(thr.numel(), dtype=torch.long, device=row.device)
+    step = scratch.shape[0]
+    for i in range(0, thr.numel(), step):
+        t = thr[i:i + step]
+        out[i:i + step] = _count_ahead(row.expand(t.numel(), row.numel()), t, col[i:i + step], scratch) + 1
+    return out
+
+
 def _block_pair_ranks(block: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-                      scratch: torch.Tensor, gathered: torch.Tensor) -> torch.Tensor:
+                      scratch: torch.Tensor) -> torch.Tensor:
     """Exact ranks of (local row, column) pairs within one score block [C, A] -> [P] int64.
 
-    Pairs are split into "slots" so that each slot has distinct rows; a slot covering many rows
-    compares the whole block (other rows get threshold +inf and count nothing), a sparse slot
-    first gathers its rows. Cost is about two passes over the block per slot.
+    Pairs are split into "slots" so that each slot has distinct rows. A slot covering at least a
+    quarter of the rows (e.g. the single-match target of every caption) compares the whole block
+    at once, other rows getting threshold +inf so they count nothing; the remaining sparse pairs
+    (multi-match annotations) are ranked row by row on views. Cost: about two passes over the
+    block per dense slot plus two passes over each sparse pair's row.
     """
     C, A = block.shape
     P = rows.numel()
@@ -194,18 +209,30 @@ def _block_pair_ranks(block: torch.Tensor, rows: torch.Tensor, cols: torch.Tenso
     slot = torch.empty_like(pos)
     slot[order] = pos - first
     thr_all = block[rows, cols]
+    sparse = torch.zeros(P, dtype=torch.bool, device=block.device)
     for s in range(int(slot.max().item()) + 1):
         sel = (slot == s).nonzero().flatten()
-        r, c, t = rows[sel], cols[sel], thr_all[sel]
-        if sel.numel() * 4 >= C:
-            thr = torch.full((C,), math.inf, dtype=block.dtype, device=block.device)
-            colf = torch.zeros(C, dtype=torch.long, device=block.device)
-            thr[r] = t
-            colf[r] = c
-            out[sel] = _count_ahead(block, thr, colf, scratch)[r] + 1
-        else:
-            sub = torch.index_select(block, 0, r, out=gathered[: r.numel()])
-            out[sel] = _count_ahead(sub, t, c, scratch) + 1
+        if sel.numel() * 4 < C:
+            sparse[sel] = True
+            continue
+        r, c = rows[sel], cols[sel]
+        thr = torch.full((C,), math.inf, dtype=block.dtype, device=block.device)
+        colf = torch.zeros(C, dtype=torch.long, device=block.device)
+        thr[r] = thr_all[sel]
+        colf[r] = c
+        out[sel] = _count_ahead(block, thr, colf, scratch)[r] + 1
+    rest = sparse.nonzero().flatten()
+    if rest.numel():
+        rest = rest[torch.argsort(rows[rest], stable=True)]
+        r_list = rows[rest].tolist()
+        i = 0
+        while i < len(r_list):  # one group of pairs per row
+            j = i
+            while j < len(r_list) and r_list[j] == r_list[i]:
+                j += 1
+            g = rest[i:j]
+            out[g] = _row_ranks(block[r_list[i]], thr_all[g], cols[g], scratch)
+            i = j
     return out
 
 
@@ -258,7 +285,7 @@ def pair_ranks(block_fn: BlockFn, num_rows: int, num_cols: int, rows: torch.Tens
     order = torch.argsort(rows, stable=True)
     srows, scols = rows[order], cols[order]
     bounds = torch.searchsorted(srows, torch.arange(0, num_rows + chunk, chunk))
-    scratch = gathered = None
+    scratch = None
     def needed(r0: int, r1: int) -> bool:
         return bool(bounds[r0 // chunk + 1] > bounds[r0 // chunk])
 
@@ -268,9 +295,8 @@ def pair_ranks(block_fn: BlockFn, num_rows: int, num_cols: int, rows: torch.Tens
         block = block.to(dev, torch.float32)
         if scratch is None or scratch.device != dev or scratch.shape[0] < block.shape[0]:
             scratch = torch.empty(block.shape[0], num_cols, device=dev)
-            gathered = torch.empty(block.shape[0], num_cols, device=dev)
         local = (srows[lo:hi] - r0).to(dev)
-        out[order[lo:hi]] = _block_pair_ranks(block, local, scols[lo:hi].to(dev), scratch, gathered).cpu()
+        out[order[lo:hi]] = _block_pair_ranks(block, local, scols[lo:hi].to(dev), scratch).cpu()
     return out
 
 
@@ -280,7 +306,8 @@ def embedding_blocks(text_emb: torch.Tensor, audio_emb: torch.Tensor,
         raise ValueError(f"embeddings must be text [Q, D] and audio [A, D] with the same D; got "
                          f"{tuple(text_emb.shape)} and {tuple(audio_emb.shape)}")
     for name, emb in (("text", text_emb), ("audio", audio_emb)):
-        if not torch.isfinite(emb).all():
+        # a sum is one pass without a [N, D] temporary; NaN/inf always make it non-finite
+        if not torch.isfinite(emb.sum()) and not torch.isfinite(emb).all():
             row = (~torch.isfinite(emb)).any(1).nonzero()[0].item()
             raise ValueError(f"{name} embeddings contain NaN/inf (first at row {row}); "
                              "check the model output or the normalisation of an all-zero vector")

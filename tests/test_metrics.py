@@ -249,3 +249,12 @@ def test_read_annotations_and_captions(tmp_path):
     assert t.captions == ["one", "two", "three"] and t.fnames == ["x.wav", "x.wav", "y.wav"]
     with pytest.raises(ValueError, match="missing"):
         read_annotations(c)
+
+
+def test_many_relevant_per_query_exceeding_block_rows():
+    # 2-row blocks, one query with 15 relevant audios: the sparse per-row path splits its work
+    text, audio = integer_embeddings(6, 40, 3, 9, levels=1)
+    rel = [list(range(0, 40, 3)) + [1, 2]]
+    got = M.score_matrix_ranks(text @ audio.T, None, rel, [4], chunk_size=2)
+    ref = ref_ranks_matrix(text @ audio.T)
+    assert got.relevant == [[ref[4, c].item() for c in rel[0]]]
