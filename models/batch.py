@@ -56,16 +56,15 @@ def _to(batch, device, dtype):
     return replace(batch, **out)
 
 
-def pad_ragged(flat: Tensor, offsets: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+def pad_ragged(flat: Tensor, starts: Tensor, lengths: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
     """Gather items ``index`` of a ragged array into a padded batch.
 
-    flat [N_total, D], offsets [N_items + 1] (item i is ``flat[offsets[i]:offsets[i+1]]``),
-    index [B] -> (padded [B, T_max, D] zero-filled, mask [B, T_max] bool). Vectorised: one gather.
+    flat [R, D]; item i is ``flat[starts[i] : starts[i] + lengths[i]]`` (the store's offsets/lengths);
+    index [B] -> (padded [B, T_max, D] zero-filled, mask [B, T_max] bool). One vectorised gather.
     """
-    offsets = offsets.to(flat.device)
     index = index.to(flat.device)
-    start = offsets[index]  # [B]
-    length = offsets[index + 1] - start  # [B]
+    start = starts.to(flat.device)[index]  # [B]
+    length = lengths.to(flat.device)[index]  # [B]
     t_max = max(int(length.max()) if len(index) else 0, 1)
     pos = torch.arange(t_max, device=flat.device)  # [T]
     mask = pos[None, :] < length[:, None]  # [B, T]

@@ -89,8 +89,8 @@ def test_pooling_ignores_padding_and_segment_mean_averages_windows():
 
 def test_pad_ragged_gathers_items_with_masks():
     flat = torch.arange(12.0).reshape(6, 2)
-    offsets = torch.tensor([0, 1, 4, 6])
-    out, mask = pad_ragged(flat, offsets, torch.tensor([2, 0, 1]))
+    starts, lengths = torch.tensor([0, 1, 4]), torch.tensor([1, 3, 2])
+    out, mask = pad_ragged(flat, starts, lengths, torch.tensor([2, 0, 1]))
     assert mask.tolist() == [[True, True, False], [True, False, False], [True, True, True]]
     assert out[0].tolist() == [[8, 9], [10, 11], [0, 0]]
     assert out[2].tolist() == flat[1:4].tolist()

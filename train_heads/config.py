@@ -50,6 +50,14 @@ class TrainHeadsConfig:
     batch_size: int = option(64, "captions per batch per device (each with its clip)", unit="captions")
     eval_batch_size: int = option(256, "clips/captions per evaluation chunk", unit="items")
     seed: int = option(21208, "random seed (Lightning seed_everything, workers included)")
+    # stage 2 of `audioret distill` (estimated correspondences, baseline.md section 12)
+    distill_from: Path | None = option(None, "stage 2: teachers artifact written by `audioret distill teachers` "
+                                             "on the --train split (adds the distillation loss)")
+    init_from: Path | None = option(None, "initialise the heads (architecture and weights) from this "
+                                          "train-heads checkpoint (stage 2: the stage-1 model)")
+    loss_weight: float | None = option(None, "weight of the contrastive loss (default 1; 0 with --distill-from)")
+    distill_weight: float | None = option(None, "weight of the distillation loss (default 0; 1 with "
+                                                "--distill-from, as the paper)")
     # data
     data: Literal["auto", "memory", "stream"] = option(
         "auto", "hold the split in RAM/GPU (memory), read batches from the store (stream), or choose by size")

@@ -121,10 +121,12 @@ class TrainBatch:
     inverse: Tensor  # [B] long, into audio rows
     audio: AudioFeatures  # U clips
     text: TextFeatures  # B captions
+    caption_index: Tensor | None = None  # [B] long, caption rows in the split (teacher lookups)
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> "TrainBatch":
         return TrainBatch(self.caption_clip.to(device), self.inverse.to(device), self.audio.to(device, dtype),
-                          self.text.to(device, dtype))
+                          self.text.to(device, dtype),
+                          self.caption_index.to(device) if self.caption_index is not None else None)
 
 
 @dataclass
@@ -144,7 +146,7 @@ class EvalChunk:
 def make_train_batch(reader: SplitReader, caption_index: Tensor) -> TrainBatch:
     clips = reader.caption_clip[caption_index.to(reader.caption_clip.device)]
     unique, inverse = torch.unique(clips, return_inverse=True)
-    return TrainBatch(clips, inverse, reader.audio(unique), reader.text(caption_index))
+    return TrainBatch(clips, inverse, reader.audio(unique), reader.text(caption_index), caption_index)
 
 
 def global_order(n: int, seed: int, epoch: int) -> np.ndarray:

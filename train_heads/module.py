@@ -17,8 +17,9 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from audioret.models import RetrievalHeads, all_gather_variable, all_gather_with_grad, contrastive_loss, lr_at
+from audioret.models import RetrievalHeads, all_gather_variable, all_gather_with_grad, lr_at
 from audioret.models.checkpoint import LIGHTNING_KEY, checkpoint_payload
+from audioret.models.distill_loss import combined_loss
 
 from .data import EvalChunk, TrainBatch
 
@@ -52,9 +53,12 @@ def _assemble(index: Tensor, emb: Tensor, n: int) -> Tensor:
 
 class HeadsModule(L.LightningModule):
     def __init__(self, heads: RetrievalHeads, schedule: Schedule, *,
-                 eval_splits: dict[str, tuple[Tensor, int]] | None = None, info: dict[str, Any] | None = None):
-        """``eval_splits``: prefix ("val"/"test") -> (caption -> clip index [N_captions], number of clips)."""
+                 eval_splits: dict[str, tuple[Tensor, int]] | None = None, info: dict[str, Any] | None = None,
+                 teacher: Any = None, loss_weights: tuple[float, float] = (1.0, 0.0)):
+        """``eval_splits``: prefix ("val"/"test") -> (caption -> clip index [N_captions], number of clips).
+        ``teacher``: stage 2 (audioret.distill ``BoundTeacher``), ``loss_weights``: (contrastive, distill)."""
         super().__init__()
+        self.teacher, self.loss_weights = teacher, loss_weights
         self.heads = heads
         self.schedule = schedule
         self.eval_splits = dict(eval_splits or {})
@@ -82,9 +86,16 @@ class HeadsModule(L.LightningModule):
         audio = self.heads.embed_audio(batch.audio)[batch.inverse]  # [B, E], one row per caption
         text = self.heads.embed_text(batch.text)  # [B, E]
         clips = batch.caption_clip
-        loss = contrastive_loss(all_gather_with_grad(audio), all_gather_with_grad(text),
-                                all_gather_with_grad(clips), all_gather_with_grad(clips), self.heads.tau)
+        all_clips = all_gather_with_grad(clips)
+        sim = (self.teacher.similarity(all_clips, all_gather_with_grad(batch.caption_index))
+               if self.teacher is not None else None)  # [B_all, B_all] teacher cosines (stage 2)
+        loss, parts = combined_loss(all_gather_with_grad(audio), all_gather_with_grad(text), all_clips, all_clips,
+                                    self.heads.tau, sim, loss_weight=self.loss_weights[0],
+                                    distill_weight=self.loss_weights[1])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(clips))
+        for name, value in parts.items():
+            if len(parts) > 1 or self.teacher is not None:
+                self.log(f"train/{name}", value, batch_size=len(clips))
         self.log("train/tau", self.heads.tau.abs().detach(), batch_size=len(clips))
         self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=len(clips))
         return loss

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 
 from audioret.config import to_dict
-from audioret.models import HeadConfig, RetrievalHeads, save_heads
+from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
+from audioret.models.distill_loss import resolve_weights
 
 from .config import TrainHeadsConfig
 from .data import CaptionBatches, EvalChunks, SplitReader, identity_collate
@@ -89,6 +90,20 @@ def _dims(reader: SplitReader) -> tuple[int, int]:
     return int(a.frames.shape[-1]), int(t.tokens.shape[-1])
 
 
+def initial_heads(cfg: TrainHeadsConfig, splits: Splits) -> RetrievalHeads:
+    """New heads from the flags, or (--init-from) a checkpoint's architecture and weights."""
+    if cfg.init_from is None:
+        return RetrievalHeads(head_config(cfg, *_dims(splits.train)))
+    heads = load_heads(cfg.init_from).train()
+    dims = _dims(splits.train)
+    if (heads.config.audio_dim, heads.config.text_dim) != dims:
+        raise ValueError(f"{cfg.init_from}: heads for features of widths (audio {heads.config.audio_dim}, text "
+                         f"{heads.config.text_dim}), but the training split has {dims}: initialise from heads "
+                         "trained on the same store")
+    log.info("heads initialised from %s (its architecture; the architecture flags are ignored)", cfg.init_from)
+    return heads
+
+
 def _logger(cfg: TrainHeadsConfig) -> Any:
     from lightning.pytorch import loggers
 
@@ -111,12 +126,18 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "run") -> RunRe
 
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    heads = RetrievalHeads(head_config(cfg, *_dims(splits.train)))
+    heads = initial_heads(cfg, splits)
     info = {"store": splits.store, "train_config": to_dict(cfg)}
+    teacher = None
+    if cfg.distill_from is not None:  # stage 2: teacher targets aligned to this split's rows
+        from audioret.distill.hooks import teacher_for_reader
+
+        teacher = teacher_for_reader(cfg.distill_from, splits.train, splits.store)
+    weights = resolve_weights(cfg.loss_weight, cfg.distill_weight, distilling=teacher is not None)
     module = HeadsModule(heads, Schedule(cfg.max_lr, cfg.min_lr, cfg.warmup_epochs, cfg.rampdown_epochs,
                                          cfg.weight_decay),
                          eval_splits={p: (r.caption_clip.cpu(), r.num_clips) for p, r in splits.evals.items()},
-                         info=info)
+                         info=info, teacher=teacher, loss_weights=weights)
     workers = cfg.num_workers if splits.shard_block else 0  # in memory: the gather is the whole cost
     loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
         ds, batch_size=None, shuffle=False, collate_fn=identity_collate, num_workers=workers,
