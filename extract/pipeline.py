@@ -26,8 +26,10 @@ from rich.console import Console
 
 from audioret.config import to_dict
 from audioret.corpora import CorpusSplit, load_corpus, synthesize
-from audioret.encoders.registry import build_audio_encoder, build_text_encoder
-from audioret.store import AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, create_store
+from audioret.encoders.registry import SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder
+from audioret.store import (AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, StoreMismatchError, create_store,
+                            open_store)
+from audioret.store.meta import diff as meta_diff
 
 from .config import ExtractConfig
 from .data import AudioItems, DecodedBatch, audio_loader, window_batches
@@ -80,25 +82,52 @@ def max_samples_of(config: ExtractConfig, sample_rate: int) -> int | None:
     return int(round(config.max_seconds * sample_rate))
 
 
-def store_metadata(config: ExtractConfig, audio_enc: Any, text_enc: Any, dtype: torch.dtype | None) -> dict:
-    """What the store records (and compares on reopen, minus IGNORED_METADATA)."""
-    sr, ws = audio_enc.sample_rate, audio_enc.window_samples
-    return {
-        "audio_encoder": audio_enc.identity,
-        "text_encoder": text_enc.identity,
+def store_metadata(config: ExtractConfig, audio_enc: Any | None, text_enc: Any | None,
+                   dtype: torch.dtype | None, sample_rate: int, window_samples: int) -> dict:
+    """What the store records (and compares on reopen, minus ``ignored_metadata``). Encoders
+    appear only for the passes run; each table also records its encoder in its plan attrs."""
+    sr, ws = sample_rate, window_samples
+    meta: dict[str, Any] = {
         "preprocessing": {
             "sample_rate": sr, "window_samples": ws, "window_seconds": ws / sr,
             "max_seconds": config.max_seconds, "max_samples": max_samples_of(config, sr), "crop": config.crop,
             "padding": "last window zero-padded; each window encoded without a padding mask",
             "pooling": {"frames": "mean of the frequency tokens of each time patch, valid frames only",
                         "windows": "mean of all tokens of each window, padding included (seed recipe)"},
-            "text_max_length": text_enc.max_length, "text_preprocess": text_enc.preprocess_text,
             "feature_dtype": config.dtype,
             "compute_precision": str(dtype).replace("torch.", "") if dtype is not None else "float32",
         },
         "corpus": {"name": config.corpus, "data_path": str(Path(config.data_path).resolve())},
         "extract_config": to_dict(config),
     }
+    if audio_enc is not None:
+        meta["audio_encoder"] = audio_enc.identity
+    if text_enc is not None:
+        meta["text_encoder"] = text_enc.identity
+    return meta
+
+
+def ignored_metadata(passes: Sequence[str], existing: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """Keys not compared on reopen: volatile ones, and the encoder of a pass not run now or not
+    run when the store was made (the table's plan attrs then carry and check its encoder)."""
+    out = list(IGNORED_METADATA)
+    for kind, key in ((AUDIO, "audio_encoder"), (TEXT, "text_encoder")):
+        if kind not in passes or (existing is not None and key not in existing):
+            out.append(key)
+    return tuple(out)
+
+
+def check_table_encoder(st: FeatureStore, split: str, kind: str, identity: Mapping[str, Any]) -> None:
+    """A planned table must have been written by the same encoder (StoreMismatchError naming both)."""
+    stored = st.plan_of(split, kind).attrs.get("encoder")
+    if stored is None:
+        return
+    strip = {"checkpoint", "source"}  # file locations may move; hashes and configs may not
+    d = meta_diff({k: v for k, v in stored.items() if k not in strip},
+                  {k: v for k, v in identity.items() if k not in strip})
+    if d:
+        raise StoreMismatchError(st.where, d, what=f"{split}/{kind} encoder",
+                                 hint="extract into a new store, or pass --overwrite to replace it")
 
 
 def load_split(config: ExtractConfig, split: str) -> CorpusSplit:
@@ -118,6 +147,7 @@ def plan_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: An
     """Plan (or reload the plan of) the audio table of a split."""
     ids = [c.clip_id for c in cs.clips]
     if st.has(cs.split, AUDIO):
+        check_table_encoder(st, cs.split, AUDIO, enc.identity)
         plan = st.plan_of(cs.split, AUDIO)
         table = st.items(cs.split, AUDIO)
         if table.ids != ids:
@@ -135,7 +165,7 @@ def plan_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: An
     cols = {"duration": (lay.num_samples / enc.sample_rate).astype(np.float32),
             "num_samples": lay.num_samples, "source_duration": lay.source_duration}
     st.plan(cs.split, AUDIO, ids, fields, columns=cols, num_parts=num_parts_for(len(ids), config.items_per_part),
-            attrs={"corpus": config.corpus, "split": cs.split,
+            attrs={"corpus": config.corpus, "split": cs.split, "encoder": enc.identity,
                    "probe_failures": {str(k): v for k, v in lay.failures.items()}})
     return lay
 
@@ -259,6 +289,7 @@ def _abort(writer: BackgroundWriter, sink: PartsSink) -> None:
 def plan_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any) -> tuple[list[str], np.ndarray]:
     captions, clip_index = text_items([c.captions for c in cs.clips])
     if st.has(cs.split, TEXT):
+        check_table_encoder(st, cs.split, TEXT, enc.identity)
         table = st.items(cs.split, TEXT)
         if table.ids != captions:
             raise StoreError(f"store {st.where}: {cs.split}/text was planned for other captions than the "
@@ -267,7 +298,7 @@ def plan_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any
     lengths = count_tokens(captions, enc.num_tokens)
     st.plan_text(cs.split, captions, clip_index, lengths, dim=enc.dim, dtype=config.dtype,
                  num_parts=num_parts_for(len(captions), config.text_items_per_part),
-                 attrs={"corpus": config.corpus, "split": cs.split})
+                 attrs={"corpus": config.corpus, "split": cs.split, "encoder": enc.identity})
     return captions, lengths
 
 
@@ -360,12 +391,12 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     _check_config(config)
     device = resolve_device(config.device, env)
     dtype = autocast_dtype(config.precision, device)
-    audio_enc = build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
-                                    batch_size=config.batch_windows)
-    text_enc = build_text_encoder(config.text_model, device, dtype=dtype)
-    metadata = store_metadata(config, audio_enc, text_enc, dtype)
-    st = create_store(config.store, metadata, overwrite=config.overwrite, ignore=IGNORED_METADATA,
-                      codec=config.codec)
+    audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
+                                     batch_size=config.batch_windows) if AUDIO in config.passes else None)
+    text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
+    metadata = store_metadata(config, audio_enc, text_enc, dtype, SAMPLE_RATE, WINDOW_SECONDS * SAMPLE_RATE)
+    st = create_store(config.store, metadata, overwrite=config.overwrite, codec=config.codec,
+                      ignore=ignored_metadata(config.passes, None if config.overwrite else _existing(config.store)))
     log.info("shard %d/%d (%s) on %s, autocast %s", shard.index, shard.count, shard.source, device, dtype)
     result = ExtractResult(Path(config.store), shard)
     ids: dict[tuple[str, str], list[str]] = {}
@@ -386,6 +417,13 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
         Path(config.summary_json).write_text(json.dumps(
             {"shard": vars(shard), "stats": [s.to_json() for s in result.stats]}, indent=2) + "\n")
     return result
+
+
+def _existing(path: Path) -> dict[str, Any] | None:
+    try:
+        return open_store(path).metadata
+    except StoreError:
+        return None
 
 
 def _check_config(config: ExtractConfig) -> None:

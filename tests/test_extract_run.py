@@ -63,8 +63,8 @@ def _tables(store: Path):
     return st.audio(SPLIT), st.text(SPLIT)
 
 
-def _assert_same_store(a: Path, b: Path) -> None:
-    for ta, tb in zip(_tables(a), _tables(b)):
+def _assert_same_store(a: Path, b: Path, kinds: int = 2) -> None:
+    for ta, tb in list(zip(_tables(a), _tables(b)))[:kinds]:
         assert ta.ids == tb.ids
         ta.require_complete()
         tb.require_complete()
@@ -121,21 +121,25 @@ def test_rerun_does_nothing_and_other_encoder_config_is_refused(reference, synth
 
 
 def test_two_processes_sharded_equal_one_process(reference, synth_corpus, tmp_path):
+    """Shard 1 in a subprocess (torchrun variables), shard 0 in this process at the same time
+    (with 2 DataLoader workers): together they must write the reference store."""
     store = tmp_path / "sharded.zarr"
-    procs = [subprocess.Popen([sys.executable, "-m", "audioret.extract",
-                               *_argv(synth_corpus, store, num_workers=2 if i == 0 else 0)],
-                              env={**os.environ, "RANK": str(i), "WORLD_SIZE": "2"},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for i in range(2)]
-    outs = [p.communicate(timeout=240)[0].decode() for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outs
-    assert "torchrun" in outs[0] or "shard 0/2" in outs[0]
+    proc = subprocess.Popen([sys.executable, "-m", "audioret.extract", *_argv(synth_corpus, store)],
+                            env={**os.environ, "RANK": "1", "WORLD_SIZE": "2"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    mine = run(_config(synth_corpus, store, num_workers=2), env={"RANK": "0", "WORLD_SIZE": "2"})
+    out = proc.communicate(timeout=240)[0].decode()
+    assert proc.returncode == 0, out
+    assert "shard 1/2 (torchrun)" in out and mine.shard.index == 0 and mine.shard.count == 2
+    audio = next(s for s in mine.stats if s.kind == "audio")
+    assert 0 < audio.processed < audio.items  # this shard did only its own parts
     _assert_same_store(reference[0], store)
 
 
 def test_kill_then_resume_equals_uninterrupted(reference, synth_corpus, tmp_path):
     store = tmp_path / "killed.zarr"
-    proc = subprocess.Popen([sys.executable, "-m", "audioret.extract", *_argv(synth_corpus, store)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "audioret.extract",
+                             *_argv(synth_corpus, store, passes=("audio",))], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = store / SPLIT / "audio" / "parts"
     deadline = time.monotonic() + 180
     killed_after = None
@@ -150,10 +154,10 @@ def test_kill_then_resume_equals_uninterrupted(reference, synth_corpus, tmp_path
     assert killed_after is not None, "the run ended before it could be killed"
     st = open_store(store)
     assert not st.status(SPLIT, "audio").complete  # 4 parts, killed after the first completed
-    result = run(_config(synth_corpus, store))
+    result = run(_config(synth_corpus, store, passes=("audio",)))
     audio_stats = next(s for s in result.stats if s.kind == "audio")
     assert 0 < audio_stats.processed < audio_stats.items
-    _assert_same_store(reference[0], store)
+    _assert_same_store(reference[0], store, kinds=1)
 
 
 def test_bad_files_are_recorded_and_strict_fails(synth_corpus, tmp_path):
@@ -175,3 +179,6 @@ def test_bad_files_are_recorded_and_strict_fails(synth_corpus, tmp_path):
     good = audio.ids.index(files[0].name)
     assert np.abs(audio.get("frames", good)).sum() > 0
     assert main(_argv(corpus, store, passes=("audio",))) == 0  # not strict: recorded, exit 0
+    text_only = run(_config(corpus, store, passes=("text",)))   # a later pass joins the same store
+    assert [s.kind for s in text_only.stats] == ["text"] and text_only.stats[0].processed == 40
+    assert open_store(store).text(SPLIT).plan.attrs["encoder"]["name"] == "tiny-roberta"
