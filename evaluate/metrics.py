@@ -171,68 +171,63 @@ def _count_ahead(block: torch.Tensor, thr: torch.Tensor, col: torch.Tensor,
     return ahead
 
 
-def _row_ranks(row: torch.Tensor, thr: torch.Tensor, col: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
-    """Ranks of several columns ``col`` [m] (scores ``thr`` [m]) within one score row [A] -> [m].
+def _slots(rows: torch.Tensor) -> torch.Tensor:
+    """Occurrence number of each pair's row among the pairs (0 for a row's first pair) -> [P]."""
+    P = rows.numel()
+    order = torch.argsort(rows, stable=True)
+    srow = rows[order]
+    start = torch.ones_like(srow, dtype=torch.bool)
+    start[1:] = srow[1:] != srow[:-1]
+    pos = torch.arange(P, device=rows.device)
+    first = torch.where(start, pos, torch.zeros_like(pos)).cummax(0).values
+    slot = torch.empty_like(pos)
+    slot[order] = pos - first
+    return slot
 
-    Works on a view of the row (no gather: ``index_select`` of scattered rows is slow on CPU).
-    """
-    out = torch.empty(thr.numel(), dtype=torch.long, device=row.device)
-    step = scratch.shape[0]
-    for i in range(0, thr.numel(), step):
-        t = thr[i:i + step]
-        out[i:i + step] = _count_ahead(row.expand(t.numel(), row.numel()), t, col[i:i + step], scratch) + 1
-    return out
+
+def _slot_pass(mat: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, thr: torch.Tensor,
+               scratch: torch.Tensor) -> torch.Tensor:
+    """Ranks of pairs with DISTINCT rows of ``mat`` [R, A], in one pass over ``mat`` (other rows
+    get threshold +inf and count nothing) -> [P]."""
+    R = mat.shape[0]
+    thr_full = torch.full((R,), math.inf, dtype=mat.dtype, device=mat.device)
+    col_full = torch.zeros(R, dtype=torch.long, device=mat.device)
+    thr_full[rows] = thr
+    col_full[rows] = cols
+    return _count_ahead(mat, thr_full, col_full, scratch)[rows] + 1
 
 
 def _block_pair_ranks(block: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                       scratch: torch.Tensor) -> torch.Tensor:
     """Exact ranks of (local row, column) pairs within one score block [C, A] -> [P] int64.
 
-    Pairs are split into "slots" so that each slot has distinct rows. A slot covering at least a
-    quarter of the rows (e.g. the single-match target of every caption) compares the whole block
-    at once, other rows getting threshold +inf so they count nothing; the remaining sparse pairs
-    (multi-match annotations) are ranked row by row on views. Cost: about two passes over the
-    block per dense slot plus two passes over each sparse pair's row.
+    Pairs are split into "slots" with distinct rows. A slot covering at least a quarter of the
+    block's rows (e.g. every caption's single-match target) is one pass over the block; the other
+    (sparse, e.g. multi-match) pairs first copy their rows out once and take one pass per slot
+    over that copy. Only whole-matrix ops: many small per-row ops are slow, worst on a busy CPU.
     """
-    C, A = block.shape
-    P = rows.numel()
-    out = torch.empty(P, dtype=torch.long, device=block.device)
-    if P == 0:
+    C = block.shape[0]
+    out = torch.empty(rows.numel(), dtype=torch.long, device=block.device)
+    if rows.numel() == 0:
         return out
-    order = torch.argsort(rows, stable=True)
-    srow = rows[order]
-    # slot = occurrence number of a row among the pairs (0 for the first pair of each row)
-    start = torch.ones_like(srow, dtype=torch.bool)
-    start[1:] = srow[1:] != srow[:-1]
-    pos = torch.arange(P, device=block.device)
-    first = torch.where(start, pos, torch.zeros_like(pos)).cummax(0).values
-    slot = torch.empty_like(pos)
-    slot[order] = pos - first
+    slot = _slots(rows)
     thr_all = block[rows, cols]
-    sparse = torch.zeros(P, dtype=torch.bool, device=block.device)
+    sparse = torch.zeros(rows.numel(), dtype=torch.bool, device=block.device)
     for s in range(int(slot.max().item()) + 1):
         sel = (slot == s).nonzero().flatten()
         if sel.numel() * 4 < C:
             sparse[sel] = True
-            continue
-        r, c = rows[sel], cols[sel]
-        thr = torch.full((C,), math.inf, dtype=block.dtype, device=block.device)
-        colf = torch.zeros(C, dtype=torch.long, device=block.device)
-        thr[r] = thr_all[sel]
-        colf[r] = c
-        out[sel] = _count_ahead(block, thr, colf, scratch)[r] + 1
+        else:
+            out[sel] = _slot_pass(block, rows[sel], cols[sel], thr_all[sel], scratch)
     rest = sparse.nonzero().flatten()
     if rest.numel():
-        rest = rest[torch.argsort(rows[rest], stable=True)]
-        r_list = rows[rest].tolist()
-        i = 0
-        while i < len(r_list):  # one group of pairs per row
-            j = i
-            while j < len(r_list) and r_list[j] == r_list[i]:
-                j += 1
-            g = rest[i:j]
-            out[g] = _row_ranks(block[r_list[i]], thr_all[g], cols[g], scratch)
-            i = j
+        uniq, local = torch.unique(rows[rest], return_inverse=True)
+        sub = block[uniq]  # [U, A] copy of the rows that hold sparse pairs
+        sub_slot = _slots(local)
+        for s in range(int(sub_slot.max().item()) + 1):
+            sel = (sub_slot == s).nonzero().flatten()
+            p = rest[sel]
+            out[p] = _slot_pass(sub, local[sel], cols[p], thr_all[p], scratch)
     return out
 
 
