@@ -76,15 +76,19 @@ class FinetuneModule(L.LightningModule):
         if self.train_sampler is not None:  # checkpoints saved at the end of this batch resume after it
             self.train_sampler.consumed = batch_idx + 1
 
+    def batch_loss(self, batch: TrainBatch) -> Tensor:
+        """The baseline's loss on this batch, negatives gathered from every rank."""
+        audio = self.embed_audio_batch(batch.audio)
+        text = self.model.embed_text(batch.captions)
+        clip = batch.clip
+        return contrastive_loss(all_gather_with_grad(audio), all_gather_with_grad(text),
+                                all_gather_with_grad(clip), all_gather_with_grad(clip), self.model.tau)
+
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         lr = self.current_lr()
         for group in self.optimizers().param_groups:  # type: ignore[union-attr]
             group["lr"] = lr
-        audio = self.embed_audio_batch(batch.audio)
-        text = self.model.embed_text(batch.captions)
-        clip = batch.clip
-        loss = contrastive_loss(all_gather_with_grad(audio), all_gather_with_grad(text),
-                                all_gather_with_grad(clip), all_gather_with_grad(clip), self.model.tau)
+        loss = self.batch_loss(batch)
         bs = len(batch.captions)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/lr", lr, batch_size=bs)

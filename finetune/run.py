@@ -228,8 +228,9 @@ def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any]:
     many = cfg.num_nodes > 1 or (cuda and (devices == "auto" and torch.cuda.device_count() > 1
                                            or isinstance(devices, list) and len(devices) > 1
                                            or isinstance(devices, int) and devices > 1))
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}", monitor="val/mAP@10", mode="max",
-                           save_top_k=1, save_last=True)
+    validates = cfg.limit_val_batches != 0
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}",
+                           monitor="val/mAP@10" if validates else None, mode="max", save_top_k=1, save_last=True)
     callbacks: list[Any] = [best]
     if cfg.checkpoint_every_n_steps > 0:
         callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", filename="{step}", save_top_k=1,
