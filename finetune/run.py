@@ -111,7 +111,11 @@ def open_audio_store(cfg: FinetuneConfig, identity: dict[str, Any]) -> Any:
     """Open ``--audio-store`` checking it was made by the same audio encoder (StoreMismatchError else)."""
     from audioret.store import open_store
 
-    return open_store(cfg.audio_store, expect=store_expectation(identity))
+    expect = store_expectation(identity)
+    pre = open_store(cfg.audio_store).metadata.get("preprocessing")
+    if isinstance(pre, dict) and "max_seconds" in pre:  # written by audioret extract
+        expect["preprocessing"] = {"max_seconds": cfg.max_seconds}
+    return open_store(cfg.audio_store, expect=expect)
 
 
 @dataclass

@@ -47,6 +47,12 @@ def short_items(clips, n: int) -> list[int]:
     return out
 
 
+def store_items(clips) -> list[int]:
+    """Training pairs of the store test: 3 short clips and one 2-window clip."""
+    return short_items(clips, 3) + [i for i, p in enumerate(TrainPairs(clips, None).pairs)
+                                    if clips[p.clip].duration > 10][:1]
+
+
 @pytest.fixture(scope="module")
 def store_path(synth_corpus, dev_clips, tmp_path_factory):
     """A store of the dev split written directly from the tiny encoder (fp32 window means), as
@@ -57,6 +63,7 @@ def store_path(synth_corpus, dev_clips, tmp_path_factory):
 
     enc = build_audio_encoder("tiny-beats")
     path = tmp_path_factory.mktemp("ft_store") / "store.zarr"
+    dev_clips = [dev_clips[TrainPairs(dev_clips, None).pairs[i].clip] for i in store_items(dev_clips)]
     st = create_store(path, {"audio_encoder": enc.identity})
     frames, means = [], []
     for c in dev_clips:
@@ -105,8 +112,7 @@ def test_training_lowers_loss_and_moves_encoder_only_when_trainable(synth_corpus
 
 def test_audio_store_gives_the_live_audio_run(synth_corpus, dev_clips, store_path):
     cfg = tiny_cfg(synth_corpus, audio_store=store_path, text_dropout=0.0)
-    items = short_items(dev_clips, 3) + [i for i, p in enumerate(TrainPairs(dev_clips, None).pairs)
-                                         if dev_clips[p.clip].duration > 10][:1]  # one 2-window clip
+    items = store_items(dev_clips)
     live = collate_train([TrainPairs(dev_clips, LiveAudio())[i] for i in items])
     table = open_audio_store(cfg, make_module(synth_corpus).model.audio_encoder.identity).audio("dev")
     stored = collate_train([TrainPairs(dev_clips, StoreAudio(table))[i] for i in items])
@@ -137,7 +143,7 @@ def test_audio_store_of_another_encoder_is_refused(synth_corpus, store_path):
 def test_save_resume_load_round_trip(synth_corpus, tmp_path):
     from audioret.models.dual_encoder import load_finetuned
 
-    common = dict(batch_size=4, limit_train_batches=3, limit_val_batches=0, test=False, text_dropout=0.0,
+    common = dict(batch_size=2, limit_train_batches=3, limit_val_batches=0, test=False, text_dropout=0.0,
                   max_lr=1e-3, warmup_epochs=0.5, rampdown_epochs=1.0, max_epochs=1, seed=5,
                   checkpoint_every_n_steps=1, train_crop="start")
     full = run(tiny_cfg(synth_corpus, out=tmp_path / "full", max_steps=3, **common))
@@ -151,7 +157,7 @@ def test_save_resume_load_round_trip(synth_corpus, tmp_path):
     for k, v in sd_full["state_dict"].items():  # same data position, optimizer state and LR schedule
         torch.testing.assert_close(sd_res["state_dict"][k], v, atol=1e-5, rtol=1e-4, msg=k)
     hp = sd_full["hyper_parameters"]
-    assert hp["audio_encoder"] == "tiny-beats" and hp["max_steps"] == 3 and hp["batch_size"] == 4
+    assert hp["audio_encoder"] == "tiny-beats" and hp["max_steps"] == 3 and hp["batch_size"] == 2
 
     # inference loader, also from a checkpoint with torch.compile-style key prefixes
     model = load_finetuned(mid)
@@ -175,8 +181,8 @@ def test_save_resume_load_round_trip(synth_corpus, tmp_path):
 
 
 def test_full_run_reports_best_and_last_with_multi_match(synth_corpus, tmp_path):
-    res = run(tiny_cfg(synth_corpus, out=tmp_path / "r", batch_size=4, batch_size_eval=12, max_epochs=1,
-                       limit_train_batches=2, max_lr=1e-3))
+    res = run(tiny_cfg(synth_corpus, out=tmp_path / "r", batch_size=2, batch_size_eval=12, max_epochs=1,
+                       limit_train_batches=2, limit_val_batches=1, max_lr=1e-3))
     for key in ("test_last", "test_best"):
         assert {"R@1", "R@10", "mAP@10", "mAP@10_multi", "mAP@16_multi"} <= set(res[key])
     assert res["multi_match_file"].endswith("metadata_eval.csv") and str(synth_corpus) in res["multi_match_file"]
