@@ -221,13 +221,20 @@ def _block_pair_ranks(block: torch.Tensor, rows: torch.Tensor, cols: torch.Tenso
             out[sel] = _slot_pass(block, rows[sel], cols[sel], thr_all[sel], scratch)
     rest = sparse.nonzero().flatten()
     if rest.numel():
-        uniq, local = torch.unique(rows[rest], return_inverse=True)
-        sub = block[uniq]  # [U, A] copy of the rows that hold sparse pairs
+        uniq, local, counts = torch.unique(rows[rest], return_inverse=True, return_counts=True)
+        # rows with more pairs first: slot s then only touches the first n_s copied rows, so the
+        # passes cost (number of pairs) x A rather than (rows) x (max pairs per row) x A
+        perm = torch.argsort(counts, descending=True, stable=True)
+        new_pos = torch.empty_like(perm)
+        new_pos[perm] = torch.arange(perm.numel(), device=perm.device)
+        local, counts = new_pos[local], counts[perm]
+        sub = block[uniq[perm]]  # [U, A] copy of the rows that hold sparse pairs
         sub_slot = _slots(local)
         for s in range(int(sub_slot.max().item()) + 1):
             sel = (sub_slot == s).nonzero().flatten()
             p = rest[sel]
-            out[p] = _slot_pass(sub, local[sel], cols[p], thr_all[p], scratch)
+            n_s = int((counts > s).sum())
+            out[p] = _slot_pass(sub[:n_s], local[sel], cols[p], thr_all[p], scratch)
     return out
 
 
