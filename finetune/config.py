@@ -57,6 +57,11 @@ class FinetuneConfig:
                                             "store (same encoder/preprocessing) instead of decoding audio")
     init_heads: Path | None = option(None, "warm-start the projections from a train-heads checkpoint "
                                            "(linear heads with matching shapes)")
+    distill_from: Path | None = option(None, "stage 2 of `audioret distill`: teachers artifact computed on the "
+                                             "training split (Clotho dev); initialise with --load_ckpt_path")
+    loss_weight: float | None = option(None, "weight of the contrastive loss (default 1; 0 with --distill-from)")
+    distill_weight: float | None = option(None, "weight of the distillation loss (default 0; 1 with "
+                                                "--distill-from, as the paper)")
     max_steps: int = option(-1, "stop after this many optimizer steps (-1 = all epochs)", unit="steps")
     limit_train_batches: int | None = option(None, "batches per training epoch (None = all)", unit="batches")
     limit_val_batches: int | None = option(None, "batches per validation (None = all)", unit="batches")

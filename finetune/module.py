@@ -17,7 +17,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from audioret.evaluate.metrics import dedup_audios, match_annotations, retrieval_metrics
-from audioret.models import all_gather_variable, all_gather_with_grad, contrastive_loss, lr_at, segment_mean
+from audioret.models import all_gather_variable, all_gather_with_grad, lr_at, segment_mean
+from audioret.models.distill_loss import combined_loss, resolve_weights
 from audioret.models.dual_encoder import (DualEncoder, adapt_state_dict, build_dual_encoder, pad_windows,
                                           strip_lightning_prefix)
 
@@ -42,6 +43,9 @@ class FinetuneModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters(config)
         self.model: DualEncoder = build_dual_encoder(config)
+        self.loss_weights = resolve_weights(config.get("loss_weight"), config.get("distill_weight"),
+                                            distilling=bool(config.get("distill_from")))
+        self.teacher: Any = None  # stage 2: audioret.distill BoundTeacher, bound to the training data in setup
         self.train_sampler: ResumableBatchSampler | None = None  # set by run.py for data position
         self.annotations: list[tuple[str, Sequence[str]]] | None = None  # test multi-match rows
         self.eval_results: dict[str, dict[str, float]] = {}
@@ -76,13 +80,27 @@ class FinetuneModule(L.LightningModule):
         if self.train_sampler is not None:  # checkpoints saved at the end of this batch resume after it
             self.train_sampler.consumed = batch_idx + 1
 
+    def setup(self, stage: str) -> None:
+        """Stage 2 (--distill-from): teacher rows aligned to the training items (clip index, item index)."""
+        path = self.hparams.get("distill_from")
+        if stage == "fit" and path and self.teacher is None:
+            from audioret.distill.hooks import teacher_for_pairs
+
+            train = self.trainer.datamodule.train_set
+            self.teacher = teacher_for_pairs(path, [c.clip_id for c in train.clips], [p.caption for p in train.pairs],
+                                             [p.clip for p in train.pairs])
+
     def batch_loss(self, batch: TrainBatch) -> Tensor:
-        """The baseline's loss on this batch, negatives gathered from every rank."""
+        """The baseline's loss on this batch (+ the distillation term in stage 2), negatives gathered
+        from every rank."""
         audio = self.embed_audio_batch(batch.audio)
         text = self.model.embed_text(batch.captions)
-        clip = batch.clip
-        return contrastive_loss(all_gather_with_grad(audio), all_gather_with_grad(text),
-                                all_gather_with_grad(clip), all_gather_with_grad(clip), self.model.tau)
+        clip = all_gather_with_grad(batch.clip)
+        sim = (self.teacher.similarity(clip, all_gather_with_grad(batch.index))
+               if self.teacher is not None else None)  # [B_all, B_all] teacher cosines (stage 2)
+        loss, _ = combined_loss(all_gather_with_grad(audio), all_gather_with_grad(text), clip, clip, self.model.tau,
+                                sim, loss_weight=self.loss_weights[0], distill_weight=self.loss_weights[1])
+        return loss
 
     def training_step(self, batch: TrainBatch, batch_idx: int) -> Tensor:
         lr = self.current_lr()
