@@ -43,5 +43,7 @@ class DistillRunConfig:
     stage2_lr: float | None = option(None, "stage-2 peak learning rate (default: the stage-1 --max-lr)")
     loss_weight: float = option(0.0, "stage 2: weight of the contrastive loss (paper: 0)")
     distill_weight: float = option(1.0, "stage 2: weight of the distillation loss (paper: 1)")
+    control: bool = option(True, "also train each stage-1 model on with the contrastive loss only for the "
+                                 "stage-2 epochs (separates distillation from extra training)")
     multi_match: Path | None = option(None, "multi-match annotations CSV of the test split (query, "
                                             "audio_filenames) for mAP@16 multi-match")
