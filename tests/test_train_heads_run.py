@@ -106,3 +106,14 @@ def test_precision_choice_and_sweep_expansion(tmp_path):
     assert len(runs) == 4 and len({c.out for _, c in runs}) == 4
     assert {(c.max_lr, c.audio_pooling) for _, c in runs} == {(a, b) for a in (1e-3, 3e-4) for b in ("mean", "attention")}
     assert expand_sweep(TrainHeadsConfig(out=tmp_path)) == [("run", TrainHeadsConfig(out=tmp_path))]
+
+
+@pytest.mark.parametrize("size", [7, 50, 1000])
+def test_eval_chunks_cover_every_clip_and_caption_once(splits, size):
+    from audioret.train_heads.data import EvalChunks
+
+    chunks = EvalChunks(splits["val"], size)
+    clips = torch.cat([chunks[k].clip_index for k in range(len(chunks))])
+    caps = torch.cat([chunks[k].caption_index for k in range(len(chunks))])
+    assert clips.tolist() == list(range(80)) and caps.tolist() == list(range(400))
+    assert all(len(chunks[k].caption_index) <= size for k in range(len(chunks)))

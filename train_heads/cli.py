@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.store is None:
         parser.error("--store is required (a feature store written by `audioret extract`)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no double lines
     from .run import run
 
     run(cfg)

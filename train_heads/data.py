@@ -198,18 +198,23 @@ class CaptionBatches(Dataset):
 
 
 class EvalChunks(Dataset):
-    """Map-style dataset over a split for evaluation: chunk k = clips and captions ``k*size ...``."""
+    """Map-style dataset over a split for evaluation: K chunks, chunk k holding the k-th K-th of the
+    clips and the k-th K-th of the captions (K sized so no chunk exceeds ``size`` of either)."""
 
     def __init__(self, reader: SplitReader, size: int):
-        self.reader, self.size = reader, size
+        self.reader = reader
+        self.num = max(1, math.ceil(reader.num_clips / size), math.ceil(reader.num_captions / size))
 
     def __len__(self) -> int:
-        return max(math.ceil(self.reader.num_clips / self.size), math.ceil(self.reader.num_captions / self.size))
+        return self.num
+
+    @staticmethod
+    def _range(k: int, num: int, n: int) -> Tensor:
+        return torch.arange(k * n // num, (k + 1) * n // num)
 
     def __getitem__(self, k: int) -> EvalChunk:
-        clips = torch.arange(min(k * self.size, self.reader.num_clips), min((k + 1) * self.size, self.reader.num_clips))
-        caps = torch.arange(min(k * self.size, self.reader.num_captions),
-                            min((k + 1) * self.size, self.reader.num_captions))
+        clips = self._range(k, self.num, self.reader.num_clips)
+        caps = self._range(k, self.num, self.reader.num_captions)
         return EvalChunk(clips, self.reader.audio(clips) if len(clips) else None,
                          caps, self.reader.text(caps) if len(caps) else None)
 

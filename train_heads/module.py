@@ -112,16 +112,20 @@ class HeadsModule(L.LightningModule):
 
     def _eval_end(self, prefix: str) -> dict[str, float]:
         parts, self._eval = self._eval, {}
-        if prefix not in self.eval_splits or not parts:
+        if prefix not in self.eval_splits:
             return {}
         caption_clip, n_clips = self.eval_splits[prefix]
-        cat = {k: torch.cat(v) for k, v in parts.items()}
-        gathered = {k: all_gather_variable(v) for k, v in cat.items()}
+        width = self.heads.config.embed_dim
+        empty = {"clip_index": torch.zeros(0, dtype=torch.long), "caption_index": torch.zeros(0, dtype=torch.long),
+                 "audio": torch.zeros(0, width), "text": torch.zeros(0, width)}
+        # Every rank joins every gather, even one that got no chunk (more ranks than chunks).
+        gathered = {k: all_gather_variable(torch.cat(parts[k]) if parts.get(k) else e.to(self.device))
+                    for k, e in empty.items()}
         audio = _assemble(gathered["clip_index"], gathered["audio"], n_clips)
         text = _assemble(gathered["caption_index"], gathered["text"], len(caption_clip))
         metrics = {f"{prefix}/{k}": float(v) for k, v in split_metrics(text, audio, caption_clip).items()}
-        for k, v in metrics.items():  # identical on every rank: no sync needed
-            self.log(k, v, prog_bar=k.endswith("mAP@10"))
+        for k, v in metrics.items():
+            self.log(k, v, prog_bar=k.endswith("mAP@10"), sync_dist=True)  # equal on all ranks: mean = value
         self.latest_metrics.update(metrics)
         return metrics
 
