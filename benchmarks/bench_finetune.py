@@ -70,8 +70,9 @@ def main() -> None:
                                      logger="none", progress=False))
 
     e_live = per_epoch(lambda e: ft(e), args.epochs)
-    e_store = per_epoch(lambda e: ft(e, audio_store=store), args.epochs)
-    e_heads = per_epoch(th, args.epochs)
+    cheap = max(4, 4 * args.epochs)  # cached-feature epochs are short: more of them beat start-up noise
+    e_store = per_epoch(lambda e: ft(e, audio_store=store), cheap)
+    e_heads = per_epoch(th, cheap)
     n = args.clips * 5
     print(f"corpus: {args.clips} dev clips, {n} captions, batch {args.batch}; extract (audio+text) {t_extract:.1f} s")
     print(f"epoch seconds: finetune live audio {e_live:.2f} | finetune --audio-store {e_store:.2f} | "
