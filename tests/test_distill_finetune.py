@@ -18,6 +18,7 @@ TINY = dict(audio_encoder="tiny-beats", text_model="tiny-roberta", n_workers=0, 
             max_lr=1e-3, warmup_epochs=0.5, rampdown_epochs=1.0, text_dropout=0.0)
 
 
+@pytest.mark.slow
 def test_finetune_teacher_and_distilled_stage2(synth_corpus, tmp_path):
     s1 = run(FinetuneConfig(data_path=synth_corpus, out=tmp_path / "s1", seed=3, **TINY))
     ckpt = s1["last_checkpoint"]

@@ -100,6 +100,7 @@ def test_streaming_reader_binds_like_the_in_memory_split(store):
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
 
 
+@pytest.mark.slow
 def test_distill_run_cli_end_to_end_stage2_not_worse_than_stage1(store, tmp_path):
     out = tmp_path / "run"
     rc = main(["run", "--store", str(store), "--teachers", "2", "--out", str(out), "--no-control",
