@@ -149,7 +149,9 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "run") -> RunRe
     ckpt = ModelCheckpoint(dirpath=cfg.out / "checkpoints", filename="{epoch}", monitor=monitor, mode="max",
                            save_top_k=1, save_last=True)
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
-    precision = choose_precision(cfg.precision, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported())
+    # Native bf16 only (Ampere+): with emulation allowed torch reports bf16 on Turing too, where it is slow.
+    bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
+    precision = choose_precision(cfg.precision, cuda=cuda, bf16_supported=bf16)
     devices: Any = cfg.devices if cfg.devices == "auto" or "," in cfg.devices else int(cfg.devices)
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=devices, strategy=cfg.strategy, precision=precision,
                         max_epochs=cfg.max_epochs, logger=_logger(cfg), callbacks=[ckpt],

@@ -12,6 +12,7 @@ Captions whose own item or whose clip failed at extraction are left out (logged)
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,10 @@ def load_splits(cfg: Any) -> Any:
     stream = cfg.data == "stream" or (cfg.data == "auto" and nbytes > cfg.memory_limit_gb * 1e9)
     device = "cpu"
     if cuda and cfg.data_device != "cpu":
-        free, _ = torch.cuda.mem_get_info()
-        device = "cuda" if nbytes < 0.5 * free else "cpu"
+        # Lightning's ddp launcher re-runs this in every rank before the trainer picks the device.
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        free, _ = torch.cuda.mem_get_info(local)
+        device = f"cuda:{local}" if nbytes < 0.5 * free else "cpu"
     log.info("train split %s: %.2f GB of features -> %s", cfg.train, nbytes / 1e9,
              "streamed from the store" if stream else f"held in memory ({device})")
     if stream:
