@@ -3,6 +3,8 @@ plus the wall time of one full default ``train-heads`` run.
 
     python benchmarks/bench_heads.py                       # synthesises a Clotho-width store
     python benchmarks/bench_heads.py --store S.zarr        # an extracted store (split dev/val/eval)
+    python benchmarks/bench_heads.py --full-store T.zarr   # full run on another store (e.g. tiny encoders
+                                                           # over the synthetic corpus: `audioret extract`)
 
 Throughput = captions/s of the real training step (default heads, baseline loss, AdamW) fed by
 a DataLoader over ``CaptionBatches``: in memory (one gather per batch, no workers) versus
@@ -67,6 +69,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers when streaming")
     ap.add_argument("--full-epochs", type=int, default=20, help="epochs of the full default run")
+    ap.add_argument("--full-store", type=Path, default=None, help="store of the full run (default: --store)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_heads_"))
     store = args.store
@@ -88,6 +91,7 @@ def main() -> None:
     m, s = max(rates["memory"]), max(rates["stream"])
     print(f"head training, batch 64: memory {m:.0f} captions/s, stream ({args.workers} workers) {s:.0f} captions/s "
           f"-> stream/memory = {s / m:.2f} (target >= 0.5); runs: {rates}")
+    store = args.full_store or store
     t = time.perf_counter()
     cfg = TrainHeadsConfig(store=store, out=tmp / "run", max_epochs=args.full_epochs, progress=False, logger="none",
                            floor="none")

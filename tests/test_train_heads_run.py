@@ -117,3 +117,15 @@ def test_eval_chunks_cover_every_clip_and_caption_once(splits, size):
     caps = torch.cat([chunks[k].caption_index for k in range(len(chunks))])
     assert clips.tolist() == list(range(80)) and caps.tolist() == list(range(400))
     assert all(len(chunks[k].caption_index) <= size for k in range(len(chunks)))
+
+
+def test_missing_logger_package_gives_the_fix(tmp_path, monkeypatch):
+    import importlib.util
+
+    from audioret.train_heads.run import _logger
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith(("wandb", "tensorboard")) else real(name, *a))
+    with pytest.raises(RuntimeError, match="pip install wandb"):
+        _logger(TrainHeadsConfig(out=tmp_path, logger="wandb"))
+    assert _logger(TrainHeadsConfig(out=tmp_path, logger="none")) is False

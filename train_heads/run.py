@@ -111,6 +111,13 @@ def _logger(cfg: TrainHeadsConfig) -> Any:
         return False
     if cfg.logger == "csv":
         return loggers.CSVLogger(cfg.out, name="logs")
+    import importlib.util
+
+    package = {"tensorboard": "tensorboard", "wandb": "wandb"}[cfg.logger]
+    if importlib.util.find_spec(package) is None and not (
+            package == "tensorboard" and importlib.util.find_spec("tensorboardX")):
+        raise RuntimeError(f"--logger {cfg.logger} needs the `{package}` package, which is not installed: "
+                           f"pip install {package}, or use --logger csv (the default)")
     if cfg.logger == "tensorboard":
         return loggers.TensorBoardLogger(cfg.out, name="logs")
     return loggers.WandbLogger(project="audioret-heads", save_dir=str(cfg.out))
