@@ -40,8 +40,14 @@ def clotho_paths(data_path: Path, split: str) -> tuple[Path, Path, Path]:
 
 
 def load_clotho(data_path: Path, split: str, *, download: bool = False, durations: bool = True,
-                allow_missing: bool = False) -> CorpusSplit:
-    """Clips of Clotho v2.1 ``split`` (5 captions each, ``clip_id`` = aac-datasets ``fname``)."""
+                allow_missing: bool = False, keep_missing: bool = False) -> CorpusSplit:
+    """Clips of Clotho v2.1 ``split`` (5 captions each, ``clip_id`` = aac-datasets ``fname``).
+
+    Missing audio files raise ``CorpusError`` (with counts and examples); ``allow_missing`` drops
+    them instead, and ``keep_missing`` keeps them listed (``duration`` None) so that a consumer
+    such as ``extract`` records each one as a failed item with its reason.
+    """
+    allow_missing = allow_missing or keep_missing
     if split not in CLOTHO_SPLITS:
         raise CorpusError(f"clotho: unknown split {split!r}; expected one of {CLOTHO_SPLITS}")
     data_path = Path(data_path)
@@ -63,12 +69,17 @@ def load_clotho(data_path: Path, split: str, *, download: bool = False, duration
     paths = [audio_dir / name for name in raw["fname"]]
     removed: dict[str, int] = {}
     keep = list(range(len(paths)))
-    if allow_missing:
+    if allow_missing and not keep_missing:
         gone = set(missing_paths(paths))
         keep = [i for i in keep if paths[i] not in gone]
         if gone:
             removed["missing_audio"] = len(gone)
             logger.warning("clotho %s: %d of %d audio files missing, skipped", split, len(gone), len(paths))
+    if keep_missing:
+        gone = missing_paths(paths)
+        if gone:
+            logger.warning("clotho %s: %d of %d audio files missing, kept listed (e.g. %s)", split,
+                           len(gone), len(paths), gone[0])
     secs = probe_durations([paths[i] for i in keep]) if durations else [None] * len(keep)
     clips = [Clip(clip_id=raw["fname"][i], path=paths[i], captions=tuple(raw["captions"][i]),
                   split=split, dataset="clotho", duration=d) for i, d in zip(keep, secs)]

@@ -26,6 +26,7 @@ from rich.console import Console
 
 from audioret.config import to_dict
 from audioret.corpora import CorpusSplit, load_corpus, synthesize
+from audioret.encoders.features import split_window_outputs
 from audioret.encoders.registry import SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder
 from audioret.store import (AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, StoreMismatchError, create_store,
                             open_store)
@@ -139,6 +140,8 @@ def load_split(config: ExtractConfig, split: str) -> CorpusSplit:
         name = "clotho"
     if name == "folder":
         kw["captions_csv"] = config.captions_csv
+    if name == "clotho":  # a missing file becomes a failed item with its reason, not a crashed job
+        kw["keep_missing"] = True
     return load_corpus(name, config.data_path, split, download=config.download, **kw)
 
 
@@ -193,9 +196,8 @@ def write_audio_batch(sink: PartsSink, batch: DecodedBatch, frames: torch.Tensor
         if i in batch.errors:
             sink.fail(i, batch.errors[i])
             continue
-        counts = [frames_of(max(0, min(window, n - k * window))) for k in range(w)]
-        fr = torch.cat([frames[pos + k, :c] for k, c in enumerate(counts)])
-        sink.put(i, {"frames": fr.numpy(), "windows": means[pos:pos + w].numpy()})
+        clip = split_window_outputs(frames[pos:pos + w], means[pos:pos + w], [n], window, frames_of)[0]
+        sink.put(i, {"frames": clip.frames.numpy(), "windows": clip.windows.numpy()})
         pos += w
 
 

@@ -169,14 +169,16 @@ def test_bad_files_are_recorded_and_strict_fails(synth_corpus, tmp_path):
     files[1].write_bytes(b"this is not a wav file" * 10)                 # header unreadable
     data = files[4].read_bytes()
     files[4].write_bytes(data[: len(data) // 3])                           # truncated samples
+    files[6].unlink()                                                      # missing file
     store = tmp_path / "bad.zarr"
     assert main(_argv(corpus, store, passes=("audio",), strict=True)) == 1
     audio = open_store(store).audio(SPLIT)
     audio.require_complete()
     failed = {audio.ids[i]: reason for i, reason in audio.failures.items()}
-    assert set(failed) == {files[1].name, files[4].name}
+    assert set(failed) == {files[1].name, files[4].name, files[6].name}
     assert "truncated" in failed[files[4].name]
-    assert audio.valid.sum() == len(files) - 2
+    assert files[6].name in failed[files[6].name] or "exist" in failed[files[6].name].lower()
+    assert audio.valid.sum() == len(files) - 3
     good = audio.ids.index(files[0].name)
     assert np.abs(audio.get("frames", good)).sum() > 0
     assert main(_argv(corpus, store, passes=("audio",))) == 0  # not strict: recorded, exit 0
