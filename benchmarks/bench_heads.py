@@ -35,6 +35,19 @@ def make_store(path: Path, clips: int, audio_dim: int, text_dim: int) -> None:
                                                   frames=(60, 180), tokens=(8, 24), seed=seed))
 
 
+def data_captions_per_s(reader, shard_block: int, workers: int, steps: int, batch: int) -> float:
+    """The data path alone (batches built and delivered, no model): what streaming really costs."""
+    ds = CaptionBatches(reader, batch, seed=1, shard_block=shard_block)
+    loader = torch.utils.data.DataLoader(ds, batch_size=None, shuffle=False, collate_fn=identity_collate,
+                                         num_workers=workers, prefetch_factor=4 if workers else None)
+    it, done, t0 = iter(loader), 0, 0.0
+    for step in range(min(steps + 2, len(ds))):
+        if step == 2:
+            t0, done = time.perf_counter(), 0
+        done += len(next(it).caption_clip)
+    return done / (time.perf_counter() - t0)
+
+
 def captions_per_s(reader, shard_block: int, workers: int, steps: int, batch: int) -> float:
     cfg = TrainHeadsConfig()
     split_dims = reader.audio(torch.tensor([0])).frames.shape[-1], reader.text(torch.tensor([0])).tokens.shape[-1]
@@ -88,6 +101,10 @@ def main() -> None:
     for _ in range(2):  # interleaved A B A B
         rates["memory"].append(captions_per_s(mem, 0, 0, args.steps, 64))
         rates["stream"].append(captions_per_s(stream, stream.captions_per_shard, args.workers, args.steps, 64))
+    data = {"memory": data_captions_per_s(mem, 0, 0, args.steps, 64),
+            "stream": data_captions_per_s(stream, stream.captions_per_shard, args.workers, args.steps, 64)}
+    print(f"data path alone, batch 64: memory {data['memory']:.0f} captions/s, stream {data['stream']:.0f} "
+          f"captions/s -> {data['stream'] / data['memory']:.2f}")
     m, s = max(rates["memory"]), max(rates["stream"])
     print(f"head training, batch 64: memory {m:.0f} captions/s, stream ({args.workers} workers) {s:.0f} captions/s "
           f"-> stream/memory = {s / m:.2f} (target >= 0.5); runs: {rates}")
