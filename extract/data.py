@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from audioret.audio import AudioDecodeError, crop, load_audio, pad_to, split_windows
+from audioret.audio import AudioDecodeError, pad_to, split_windows
+from audioret.encoders.features import load_clip_wave
 
 
 def fit_length(wave: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -33,11 +34,7 @@ def load_clip(path: Path, num_samples: int, target_sr: int, max_samples: int | N
     "start" reads only the first ``max_samples`` (cheap for long files); "center"/"end" decode
     the whole file, resample, then crop.
     """
-    if max_samples is None or crop_mode == "start":
-        wave = load_audio(path, target_sr, max_samples=max_samples)
-    else:
-        wave = crop(load_audio(path, target_sr), max_samples, crop_mode)  # type: ignore[arg-type]
-    return fit_length(wave, num_samples)
+    return fit_length(load_clip_wave(path, target_sr, max_samples, crop_mode), num_samples)
 
 
 @dataclass
