@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from audioret.config import parse_config, to_dict
 from audioret.evaluate.config import EvaluateConfig
@@ -12,16 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
-    """Score ``cfg.predictions`` (or a model, once wired) and write the report; returns the metrics."""
+    """Score ``cfg.predictions`` or a checkpoint (over a store or a corpus's raw audio); returns the metrics."""
     from audioret.evaluate import report
     from audioret.resources import CLOTHO_EVAL_MULTI_MATCH, resource_path
 
-    model = cfg.checkpoint is not None or cfg.store is not None
-    if model and (cfg.checkpoint is None or cfg.store is None or cfg.predictions is not None):
-        raise ValueError("evaluate: give either --predictions FILE, or --checkpoint CKPT with --store STORE")
-    if not model and cfg.predictions is None:
-        raise ValueError("evaluate: give --predictions FILE (a score matrix or ranked CSV), "
-                         "or --checkpoint CKPT --store STORE [--split eval]")
+    model = _check_model_flags(cfg)
     annotations = list(cfg.annotations)
     if not annotations and (not model or cfg.split == "eval"):
         annotations = [resource_path(CLOTHO_EVAL_MULTI_MATCH)]
@@ -40,13 +36,47 @@ def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
     return ev.metrics
 
 
-def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dict[str, float]:
-    """Heads checkpoint over a store split: single-match from the store, multi-match from gt."""
-    from audioret.evaluate.model import evaluate_source, load_store_source
+def _check_model_flags(cfg: EvaluateConfig) -> bool:
+    """True for the model path; a one-line error for an incomplete or mixed set of flags."""
+    inputs = [x for x in (cfg.store, cfg.data_path) if x is not None]
+    model = cfg.checkpoint is not None or bool(inputs)
+    if model and (cfg.checkpoint is None or len(inputs) != 1 or cfg.predictions is not None):
+        raise ValueError("evaluate: give either --predictions FILE, or --checkpoint CKPT with one of "
+                         "--store STORE (heads) or --data-path DIR --corpus NAME (raw audio, heads or finetune)")
+    if not model and cfg.predictions is None:
+        raise ValueError("evaluate: give --predictions FILE (a score matrix or ranked CSV), or --checkpoint "
+                         "CKPT with --store STORE or --data-path DIR [--corpus clotho] [--split eval]")
+    return model
 
-    src = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device)
-    metrics = evaluate_source(src, gt, cfg.out, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
+
+def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dict[str, float]:
+    """A checkpoint over a store split (heads) or over a corpus split's raw audio (heads or finetune):
+    single-match targets from the split itself, multi-match from ``gt``."""
+    from audioret.evaluate.model import evaluate_source, load_store_source
+    from audioret.evaluate.sources import HEADS, RawSource, checkpoint_kind, items_from_corpus, load_raw_model
+
+    kind = checkpoint_kind(cfg.checkpoint)
+    failures: dict[str, str] = {}
+    if cfg.store is not None:
+        if kind != HEADS:
+            raise ValueError(f"{cfg.checkpoint}: a {kind} checkpoint embeds raw audio; use --data-path DIR "
+                             "--corpus NAME --split SPLIT instead of --store")
+        src, batch = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device), 256
+    else:
+        items = items_from_corpus(cfg.corpus, cfg.data_path, cfg.split, captions_csv=cfg.captions_csv)
+        model = load_raw_model(cfg.checkpoint, beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model,
+                               device=cfg.device)
+        src = RawSource(model, items, batch_size=cfg.batch_size, num_workers=cfg.num_workers).prepare()
+        failures, batch = src.failures, cfg.batch_size
+    metrics = evaluate_source(src, gt, cfg.out, batch_size=batch, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
                               chunk_size=cfg.chunk_size, device=cfg.device, show=show)
+    if cfg.out is not None:
+        from audioret.evaluate.predict import write_skipped
+
+        write_skipped(Path(cfg.out) / "skipped_audio.csv", failures)
+    elif failures:
+        log.warning("%d audio files were left out (see the warnings above; --out lists them in "
+                    "skipped_audio.csv)", len(failures))
     return metrics
 
 
@@ -54,11 +84,12 @@ def guarded_main(config_cls: type, run_fn, argv: list[str] | None, prog: str) ->
     """Parse flags into ``config_cls``, call ``run_fn(cfg)``; expected user errors exit 2 with one line."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(config_cls, argv, prog=prog)
+    from audioret.corpora.base import CorpusError
     from audioret.store.errors import StoreError
 
     try:
         run_fn(cfg)
-    except (ValueError, FileNotFoundError, StoreError) as e:
+    except (ValueError, FileNotFoundError, StoreError, CorpusError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -30,26 +30,46 @@ class EvaluateConfig:
                                   "exactly (default: stop with a list of the unmatched rows)")
     chunk_size: int | None = option(None, "query rows per score block (default: blocks of about 128 MB)",
                                     unit="rows")
-    checkpoint: Path | None = option(None, "model checkpoint to evaluate (model path; needs --store)")
-    store: Path | None = option(None, "feature store with the split to evaluate (model path)")
-    split: str = option("eval", "store split evaluated with --checkpoint")
-    device: str = option("cpu", "torch device for the score blocks (cpu, cuda, cuda:1)")
+    checkpoint: Path | None = option(None, "model checkpoint to evaluate: heads (train-heads) or a finetune "
+                                     "Lightning .ckpt (kind read from its contents); with --store or "
+                                     "--data-path", flags=("--load_ckpt_path",))
+    store: Path | None = option(None, "feature store with the split to evaluate (heads checkpoints only)")
+    data_path: Path | None = option(None, "corpus folder to evaluate from raw audio (instead of --store)")
+    corpus: str = option("clotho", "corpus name for --data-path: clotho, audiocaps, wavcaps-<...>, folder")
+    captions_csv: Path | None = option(None, "folder corpus only: CSV with a 'caption' column")
+    split: str = option("eval", "store or corpus split evaluated with --checkpoint")
+    beats_ckpt: Path | None = option(None, "BEATs file to use when the path recorded in the checkpoint does "
+                                     "not exist here (its sha256 is checked)", flags=("--beats_ckpt_path",))
+    text_model: str | None = option(None, "text model name or folder overriding the recorded one")
+    batch_size: int = option(16, "raw audio: clips decoded and embedded per batch", unit="clips")
+    num_workers: int = option(2, "raw audio: DataLoader processes decoding audio", unit="processes")
+    device: str = option("cpu", "torch device for the models and score blocks (cpu, cuda, cuda:1)")
 
 
 @dataclass
 class PredictConfig:
-    """Write challenge submission files for a feature-store split with a trained heads checkpoint:
-    the baseline's full score matrix (index,<audio>...) and a ranked top-K list
-    (caption,fname_1..fname_K). Extract the retrieval audio folder and captions CSV into a store
-    first (audioret extract with the `folder` corpus)."""
+    """Write challenge submission files with a trained checkpoint (heads or finetune): the
+    baseline's full score matrix <name>.csv (index,<audio>...) and, with --top-k K, a ranked list
+    <name>_top<K>.csv (caption,fname_1..fname_K). Input: a folder of audio files + a captions CSV
+    with a 'caption' column (the baseline's d25_t6.predict flags are accepted), or a store split.
+    Audio files that cannot be decoded are left out, logged and listed in <name>_skipped.csv."""
 
-    checkpoint: Path = option(help="heads checkpoint (plain or Lightning) written by train-heads")
-    store: Path = option(help="feature store holding the split to predict")
+    checkpoint: Path = option(help="heads checkpoint (train-heads) or finetune Lightning .ckpt",
+                              flags=("--load_ckpt_path",))
+    audio_dir: Path | None = option(None, "folder of audio files to rank (every audio file, sorted by name)",
+                                    flags=("--retrieval_audio_path", "--retrieval-audio-path"))
+    captions: Path | None = option(None, "CSV with a 'caption' column: the queries",
+                                   flags=("--retrieval_captions", "--retrieval-captions"))
+    store: Path | None = option(None, "instead of --audio-dir/--captions: a feature store split (heads only)")
     split: str = option("eval", "store split to predict")
-    out: Path = option(Path("predictions"), "output folder")
+    out: Path = option(Path("predictions"), "output folder", flags=("--predictions_path", "--predictions-path"))
     name: str | None = option(None, "file stem (default: the checkpoint's parent folder name, as the baseline)")
     top_k: int = option(16, "length K of the ranked list (0 = no ranked list)", unit="audios")
     matrix: bool = option(True, "write the full score matrix <name>.csv")
-    batch_size: int = option(256, "items embedded per batch", unit="items")
+    beats_ckpt: Path | None = option(None, "BEATs file to use when the path recorded in the checkpoint does "
+                                     "not exist here (its sha256 is checked)", flags=("--beats_ckpt_path",))
+    text_model: str | None = option(None, "text model name or folder overriding the recorded one")
+    batch_size: int = option(16, "clips (raw audio) or store items embedded per batch", unit="items")
+    num_workers: int = option(2, "raw audio: DataLoader processes decoding audio", unit="processes")
     chunk_size: int | None = option(None, "caption rows per score block (default: ~128 MB)", unit="rows")
     device: str = option("cpu", "torch device (cpu, cuda)")

@@ -1,4 +1,11 @@
-"""``audioret predict``: submission files (score matrix + ranked top-K) for a store split."""
+"""``audioret predict``: submission files (score matrix + ranked top-K) for a folder of audio files
+and a captions CSV (the baseline's ``d25_t6.predict`` inputs and flags), or for a store split.
+
+Outputs in ``--out`` (each written atomically): ``<name>.csv`` the full caption x audio score
+matrix (``index,<audio file>...``), ``<name>_top<K>.csv`` the ranked list with ``--top-k K``, and
+``<name>_skipped.csv`` (``file_name,reason``) when audio files could not be decoded; those are
+left out of both files and logged.
+"""
 
 from __future__ import annotations
 
@@ -10,29 +17,89 @@ from audioret.evaluate.config import PredictConfig
 
 log = logging.getLogger(__name__)
 
+SKIPPED_SUFFIX = "_skipped.csv"
+STORE_BATCH = 256  # store items are cheap to embed: larger batches than for raw audio
 
-def run(cfg: PredictConfig) -> list[Path]:
-    """Embed the split with the checkpoint's heads and write the files; returns their paths."""
-    from audioret.evaluate import metrics as M
-    from audioret.evaluate.model import embed_all, load_store_source
-    from audioret.evaluate.submission import write_ranked_blocks, write_score_matrix_blocks
 
+def _check(cfg: PredictConfig) -> None:
     if not cfg.matrix and cfg.top_k <= 0:
         raise ValueError("predict: nothing to write (--no-matrix and --top-k 0)")
-    src = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device)
-    text = embed_all(src.embed_text, len(src.captions), cfg.batch_size)
-    audio = embed_all(src.embed_audio, len(src.audio_fnames), cfg.batch_size)
+    raw = cfg.audio_dir is not None or cfg.captions is not None
+    if raw == (cfg.store is not None):
+        raise ValueError("predict: give --audio-dir DIR with --captions CSV (the baseline's "
+                         "--retrieval_audio_path / --retrieval_captions), or --store STORE [--split S]")
+    if raw and (cfg.audio_dir is None or cfg.captions is None):
+        raise ValueError("predict: --audio-dir and --captions go together (audio folder + CSV with a "
+                         "'caption' column)")
+
+
+def open_source(cfg: PredictConfig):
+    """(EvalSource, batch size, skipped files {name: reason})."""
+    from audioret.evaluate.sources import (HEADS, RawSource, checkpoint_kind, items_from_folder,
+                                           load_raw_model)
+
+    if cfg.store is not None:
+        from audioret.evaluate.model import load_store_source
+
+        if checkpoint_kind(cfg.checkpoint) != HEADS:
+            raise ValueError(f"{cfg.checkpoint}: a finetune checkpoint embeds raw audio; use --audio-dir "
+                             "and --captions instead of --store")
+        src = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device)
+        return src, max(cfg.batch_size, STORE_BATCH), {}
+    items = items_from_folder(cfg.audio_dir, cfg.captions)
+    if not items.captions:
+        raise ValueError(f"{cfg.captions}: no captions in the 'caption' column")
+    model = load_raw_model(cfg.checkpoint, beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model,
+                           device=cfg.device)
+    src = RawSource(model, items, batch_size=cfg.batch_size, num_workers=cfg.num_workers).prepare()
+    return src, cfg.batch_size, src.failures
+
+
+def write_skipped(path: Path, failures: dict[str, str]) -> Path | None:
+    """``file_name,reason`` of the left-out audio files; a stale list from an earlier run is removed."""
+    from audioret.evaluate.submission import atomic_writer
+
+    if not failures:
+        if path.exists():
+            log.info("removing %s from an earlier run (no file was skipped now)", path)
+            path.unlink()
+        return None
+    with atomic_writer(path) as w:
+        w.writerow(["file_name", "reason"])
+        w.writerows(sorted(failures.items()))
+    log.warning("%d audio file(s) could not be decoded and are left out; listed in %s", len(failures), path)
+    return path
+
+
+def run(cfg: PredictConfig) -> list[Path]:
+    """Embed captions and audio with the checkpoint and write the files; returns their paths."""
+    from audioret.evaluate import metrics as M
+    from audioret.evaluate.model import embed_all
+    from audioret.evaluate.submission import write_ranked_blocks, write_score_matrix_blocks
+
+    _check(cfg)
+    src, batch, failures = open_source(cfg)
+    text = embed_all(src.embed_text, len(src.captions), batch)
+    audio = embed_all(src.embed_audio, len(src.audio_fnames), batch)
     block, _, _ = M.embedding_blocks(text, audio, cfg.device)
     name = cfg.name or Path(cfg.checkpoint).resolve().parent.name
+    out = Path(cfg.out)
     written = []
     if cfg.matrix:
-        written.append(write_score_matrix_blocks(cfg.out / f"{name}.csv", src.captions, src.audio_fnames,
+        written.append(write_score_matrix_blocks(out / f"{name}.csv", src.captions, src.audio_fnames,
                                                  block, chunk_size=cfg.chunk_size))
     if cfg.top_k > 0:
-        written.append(write_ranked_blocks(cfg.out / f"{name}_top{cfg.top_k}.csv", src.captions,
-                                           src.audio_fnames, block, cfg.top_k, chunk_size=cfg.chunk_size))
+        k = min(cfg.top_k, len(src.audio_fnames))
+        if k < cfg.top_k:
+            log.warning("only %d audio files: the ranked list has %d columns, not %d", k, k, cfg.top_k)
+        written.append(write_ranked_blocks(out / f"{name}_top{cfg.top_k}.csv", src.captions,
+                                           src.audio_fnames, block, k, chunk_size=cfg.chunk_size))
+    skipped = write_skipped(out / f"{name}{SKIPPED_SUFFIX}", failures)
+    written += [skipped] if skipped is not None else []
     for p in written:
         log.info("wrote %s", p)
+    log.info("%d captions x %d audio files (%d skipped)", len(src.captions), len(src.audio_fnames),
+             len(failures))
     return written
 
 
