@@ -3,8 +3,8 @@
 Evaluate talks to a model through :class:`EvalSource`: the split's raw ``captions``, each
 caption's own audio (``caption_fnames``), the unique ``audio_fnames``, and two methods returning
 L2-normalised [N, D] embeddings for row indices. :class:`StoreSource` implements it for trained
-heads (``audioret.models.load_heads``) over a feature store split; an encoder-based source (raw
-audio, for ``predict``) can implement the same four members.
+heads (``audioret.models.load_heads``) over a feature store split; :class:`audioret.evaluate.sources.
+RawSource` implements it over raw audio files (heads + rebuilt encoders, or a finetune checkpoint).
 """
 
 from __future__ import annotations
