@@ -81,7 +81,7 @@ def main() -> None:
     ap.add_argument("--clips", type=int, default=1500, help="synthetic dev clips (5 captions each)")
     ap.add_argument("--steps", type=int, default=30, help="timed training steps per measurement")
     ap.add_argument("--workers", type=int, default=2, help="DataLoader workers when streaming")
-    ap.add_argument("--full-epochs", type=int, default=20, help="epochs of the full default run")
+    ap.add_argument("--full-epochs", type=int, default=20, help="epochs of the full default run (0: skip it)")
     ap.add_argument("--full-store", type=Path, default=None, help="store of the full run (default: --store)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_heads_"))
@@ -108,6 +108,8 @@ def main() -> None:
     m, s = max(rates["memory"]), max(rates["stream"])
     print(f"head training, batch 64: memory {m:.0f} captions/s, stream ({args.workers} workers) {s:.0f} captions/s "
           f"-> stream/memory = {s / m:.2f} (target >= 0.5); runs: {rates}")
+    if args.full_epochs <= 0:
+        return
     store = args.full_store or store
     t = time.perf_counter()
     cfg = TrainHeadsConfig(store=store, out=tmp / "run", max_epochs=args.full_epochs, progress=False, logger="none",
