@@ -9,7 +9,6 @@ teacher's (clip, caption) keys; a teacher that lacks one of them is refused with
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+
+from audioret.encoders.beats import file_sha256
+from audioret.models.checkpoint import checkpoint_kind
 
 from .artifact import TeacherMismatchError, TeacherTargets, save_targets
 from .config import TeachersConfig
@@ -35,30 +37,6 @@ class TeacherOutput:
     audio: np.ndarray  # [N_clips, E] float32
     text: np.ndarray  # [N_captions, E]
     corpus: dict[str, Any]
-
-
-def file_sha256(path: str | Path, block: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def checkpoint_kind(path: str | Path) -> str:
-    """'heads' (train-heads: plain heads.pt or its Lightning .ckpt) or 'finetune' (finetune .ckpt)."""
-    from audioret.models.checkpoint import FORMAT, LIGHTNING_KEY
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such teacher checkpoint (a train-heads heads.pt/.ckpt or a "
-                                "finetune .ckpt)")
-    raw = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(raw, dict) and (raw.get("format") == FORMAT or LIGHTNING_KEY in raw):
-        return "heads"
-    if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
-        return "finetune"
-    raise ValueError(f"{path}: neither a train-heads nor a finetune checkpoint; teachers must be one of those")
 
 
 def _batches(n: int, size: int) -> list[torch.Tensor]:
@@ -216,5 +194,5 @@ def run(cfg: TeachersConfig) -> Path:
     return path
 
 
-__all__ = ["TeacherOutput", "checkpoint_kind", "heads_teacher", "finetune_teacher", "align", "ensemble",
-           "compute_teacher", "run", "file_sha256"]
+__all__ = ["TeacherOutput", "heads_teacher", "finetune_teacher", "align", "ensemble",
+           "compute_teacher", "run"]

@@ -27,9 +27,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from audioret.models.checkpoint import FINETUNE, HEADS, checkpoint_kind  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
-HEADS, FINETUNE = "heads", "finetune"
 FEATURE_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -237,36 +238,6 @@ class RawSource:
 
 
 # ---- checkpoints -----------------------------------------------------------------------------
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-        return torch.load(path, map_location="cpu", weights_only=False)
-
-
-def checkpoint_kind(path: str | Path) -> str:
-    """``"heads"`` or ``"finetune"`` from the checkpoint's contents; a clear error otherwise."""
-    from audioret.models.checkpoint import FORMAT, LIGHTNING_KEY
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found (a heads checkpoint from `audioret "
-                                "train-heads` or a Lightning .ckpt from `audioret finetune`)")
-    try:
-        raw = _torch_load(path)
-    except Exception as err:  # noqa: BLE001 - re-raised naming the file
-        raise ValueError(f"{path}: cannot be read by torch.load ({err}); expected a heads checkpoint "
-                         "or a finetune Lightning .ckpt") from None
-    if isinstance(raw, dict) and (raw.get("format") == FORMAT or LIGHTNING_KEY in raw):
-        return HEADS
-    if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
-        return FINETUNE
-    got = sorted(map(str, raw))[:8] if isinstance(raw, dict) else type(raw).__name__
-    raise ValueError(f"{path}: neither an audioret heads checkpoint ('format': {FORMAT!r} or an "
-                     f"{LIGHTNING_KEY!r} entry) nor a finetune Lightning checkpoint ('state_dict' + "
-                     f"'hyper_parameters'); found {got}")
-
-
 def _audio_encoder_from(ident: dict, ckpt: Path, beats_ckpt: Path | None, device: str):
     from audioret.encoders.registry import build_audio_encoder
 

@@ -33,6 +33,7 @@ from .heads import HeadConfig, RetrievalHeads
 FORMAT = "audioret-heads"
 FORMAT_VERSION = 1
 LIGHTNING_KEY = "audioret_heads"
+HEADS, FINETUNE = "heads", "finetune"  # the two checkpoint kinds evaluate/distill accept
 LIGHTNING_PREFIX = "heads."
 
 
@@ -106,3 +107,31 @@ def load_heads(path: str | Path, map_location: str | torch.device = "cpu") -> Re
     heads.load_state_dict(ckpt["state_dict"])
     heads.checkpoint_info = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return heads.to(map_location).eval()
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def checkpoint_kind(path: str | Path) -> str:
+    """``"heads"`` or ``"finetune"`` from the checkpoint's contents; a clear error otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found (a heads checkpoint from `audioret "
+                                "train-heads` or a Lightning .ckpt from `audioret finetune`)")
+    try:
+        raw = _torch_load(path)
+    except Exception as err:  # noqa: BLE001 - re-raised naming the file
+        raise ValueError(f"{path}: cannot be read by torch.load ({err}); expected a heads checkpoint "
+                         "or a finetune Lightning .ckpt") from None
+    if isinstance(raw, dict) and (raw.get("format") == FORMAT or LIGHTNING_KEY in raw):
+        return HEADS
+    if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:
+        return FINETUNE
+    got = sorted(map(str, raw))[:8] if isinstance(raw, dict) else type(raw).__name__
+    raise ValueError(f"{path}: neither an audioret heads checkpoint ('format': {FORMAT!r} or an "
+                     f"{LIGHTNING_KEY!r} entry) nor a finetune Lightning checkpoint ('state_dict' + "
+                     f"'hyper_parameters'); found {got}")
