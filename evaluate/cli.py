@@ -71,9 +71,11 @@ def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dic
     metrics = evaluate_source(src, gt, cfg.out, batch_size=batch, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
                               chunk_size=cfg.chunk_size, device=cfg.device, show=show)
     if cfg.out is not None:
+        from audioret.config import save_json
         from audioret.evaluate.predict import write_skipped
 
         write_skipped(Path(cfg.out) / "skipped_audio.csv", failures)
+        save_json(cfg, Path(cfg.out) / "config.json")  # the resolved evaluate config, beside metrics.json
     elif failures:
         log.warning("%d audio files were left out (see the warnings above; --out lists them in "
                     "skipped_audio.csv)", len(failures))

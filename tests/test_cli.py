@@ -31,3 +31,10 @@ def test_every_stage_help_parses():
         except SystemExit as e:  # argparse exits 0 after --help
             code = e.code
         assert code in (0, None), name
+
+
+def test_every_stage_package_runs_with_python_dash_m():
+    import importlib.util
+
+    for pkg in ("corpora", "extract", "store", "train_heads", "finetune", "distill", "evaluate"):
+        assert importlib.util.find_spec(f"audioret.{pkg}.__main__") is not None, pkg

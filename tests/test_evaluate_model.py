@@ -66,6 +66,8 @@ def test_model_path_matches_direct_metrics(store_and_ckpt, tmp_path):
     got = json.loads((out / "metrics.json").read_text())["metrics"]
     assert got == pytest.approx(want)
     assert set(got) == {"R@1", "R@5", "R@10", "mAP@10", "mAP@10_multi", "mAP@16_multi"}
+    saved = json.loads((out / "config.json").read_text())  # the resolved config travels with the metrics
+    assert saved["checkpoint"] == str(ckpt) and saved["split"] == "eval"
 
 
 def test_model_path_refuses_other_encoders(store_and_ckpt, tmp_path, capsys):
