@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import types
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -154,9 +155,20 @@ def from_dict(cls: type[C], data: dict[str, Any], *, strict: bool = True) -> C:
     return cls(**values)
 
 
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``: a crash
+    leaves the old file or the new one, never half a file (results and completion markers)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
 def save_json(cfg: Any, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+    """The resolved config as JSON, written atomically."""
+    atomic_write_text(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
 __all__ = ["option", "add_config_args", "build_parser", "parse_config", "config_from_namespace",
-           "to_dict", "from_dict", "save_json"]
+           "to_dict", "from_dict", "save_json", "atomic_write_text"]

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from audioret.config import build_parser, config_from_namespace, option, to_dict
+from audioret.config import atomic_write_text, build_parser, config_from_namespace, option, to_dict
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +103,8 @@ def run_step(out: Path, name: str, inputs: dict[str, Any], fn: Callable[[], dict
     t0 = time.perf_counter()
     result = fn()
     step = Step(name, inputs, json.loads(json.dumps(result, default=str)), time.perf_counter() - t0)
-    tmp = record.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"inputs": step.inputs, "result": step.result, "wall_s": step.wall_s}, indent=2))
-    tmp.replace(record)
+    atomic_write_text(record, json.dumps({"inputs": step.inputs, "result": step.result, "wall_s": step.wall_s},
+                                         indent=2))
     return step
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from audioret.config import option, to_dict
+from audioret.config import atomic_write_text, option, to_dict
 
 from .base import CorpusError
 from .synth_captions import clip_captions, satisfies
@@ -163,7 +163,7 @@ def write_corpus(cfg: SynthConfig) -> Path:
         if split == "eval":
             _write_multi_match(multi_match_annotations_path(out), clips)
     attributes_path(out).write_text(json.dumps(attributes, indent=1, sort_keys=True) + "\n")
-    (out / MARKER).write_text(json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(out / MARKER, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")  # marker last
     logger.info("synthetic corpus (%d/%d/%d clips) written to %s in %.1f s",
                 cfg.n_dev, cfg.n_val, cfg.n_eval, out, time.perf_counter() - started)
     return out

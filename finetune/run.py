@@ -20,7 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from audioret.config import save_json, to_dict
+from audioret.config import atomic_write_text, save_json, to_dict
 
 from .config import FinetuneConfig
 from .data import (EvalClips, LiveAudio, ResumableBatchSampler, ResumableLoader, StoreAudio, TrainPairs,
@@ -199,7 +199,7 @@ class FinetuneData(L.LightningDataModule):
 
 def build_module(cfg: FinetuneConfig) -> FinetuneModule:
     """The module from the config; --load_ckpt_path weights (not its hparams) and --init-heads."""
-    from audioret.models.dual_encoder import adapt_state_dict, strip_lightning_prefix
+    from audioret.models.dual_encoder import adapt_state_dict, read_finetune_checkpoint, strip_lightning_prefix
 
     from .warm_start import warm_start_projections
 
@@ -208,7 +208,7 @@ def build_module(cfg: FinetuneConfig) -> FinetuneModule:
         warm_start_projections(module.model, cfg.init_heads)
         log.info("projections warm-started from %s", cfg.init_heads)
     if cfg.load_ckpt_path is not None:
-        ckpt = torch.load(cfg.load_ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = read_finetune_checkpoint(cfg.load_ckpt_path)
         state = adapt_state_dict(strip_lightning_prefix(ckpt["state_dict"]), module.model.state_dict(),
                                  source=str(cfg.load_ckpt_path))
         module.model.load_state_dict(state)
@@ -292,7 +292,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         if cfg.train and best.best_model_path:
             result["test_best"] = _test(trainer, module, data, best.best_model_path)
     if trainer.is_global_zero:
-        (out / "metrics.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 

@@ -79,7 +79,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such head checkpoint (expected a file written by "
                                 f"`audioret train-heads`, e.g. <out>/heads.pt or <out>/checkpoints/last.ckpt)")
-    raw = torch.load(path, map_location="cpu", weights_only=False)
+    raw = load_checked(path, "a head checkpoint written by `audioret train-heads`")
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         ckpt = raw
     elif isinstance(raw, dict) and LIGHTNING_KEY in raw:
@@ -116,17 +116,26 @@ def _torch_load(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
+def load_checked(path: str | Path, what: str) -> Any:
+    """``torch.load`` of a checkpoint whose failures (missing, truncated, not a torch file) name the
+    file and what was expected (``what``), instead of a bare unpickling traceback."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file (expected {what})")
+    try:
+        return _torch_load(path)
+    except Exception as err:  # noqa: BLE001 - re-raised naming the file
+        raise ValueError(f"{path}: cannot be read by torch.load ({type(err).__name__}: {err}); expected "
+                         f"{what}. Is the file complete (not truncated by a crash or a copy)?") from None
+
+
 def checkpoint_kind(path: str | Path) -> str:
     """``"heads"`` or ``"finetune"`` from the checkpoint's contents; a clear error otherwise."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found (a heads checkpoint from `audioret "
                                 "train-heads` or a Lightning .ckpt from `audioret finetune`)")
-    try:
-        raw = _torch_load(path)
-    except Exception as err:  # noqa: BLE001 - re-raised naming the file
-        raise ValueError(f"{path}: cannot be read by torch.load ({err}); expected a heads checkpoint "
-                         "or a finetune Lightning .ckpt") from None
+    raw = load_checked(path, "a heads checkpoint or a finetune Lightning .ckpt")
     if isinstance(raw, dict) and (raw.get("format") == FORMAT or LIGHTNING_KEY in raw):
         return HEADS
     if isinstance(raw, dict) and "state_dict" in raw and "hyper_parameters" in raw:

@@ -240,6 +240,18 @@ def strip_lightning_prefix(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return dict(state)
 
 
+def read_finetune_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The dict of a finetune Lightning checkpoint, with errors that name the file."""
+    from .checkpoint import load_checked
+
+    path = Path(path)
+    ckpt = load_checked(path, "a Lightning .ckpt written by `audioret finetune`, e.g. <out>/checkpoints/last.ckpt")
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise ValueError(f"{path}: not a Lightning checkpoint (needs 'state_dict' and "
+                         "'hyper_parameters'); head checkpoints load with audioret.models.load_heads")
+    return ckpt
+
+
 def load_finetuned(path: str | Path, *, map_location: str | torch.device = "cpu",
                    beats_ckpt_path: str | Path | None = None,
                    text_model: str | None = None) -> DualEncoder:
@@ -250,13 +262,7 @@ def load_finetuned(path: str | Path, *, map_location: str | torch.device = "cpu"
     ``beats_ckpt_path`` / ``text_model`` override where those files are found on this machine.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (expected a Lightning .ckpt written by "
-                                "`audioret finetune`, e.g. <out>/checkpoints/last.ckpt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise ValueError(f"{path}: not a Lightning checkpoint (needs 'state_dict' and "
-                         "'hyper_parameters'); head checkpoints load with audioret.models.load_heads")
+    ckpt = read_finetune_checkpoint(path)
     spec = dict(ckpt["hyper_parameters"])
     if beats_ckpt_path is not None:
         spec["beats_ckpt_path"] = str(beats_ckpt_path)

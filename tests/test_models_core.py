@@ -145,3 +145,17 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
         load_heads(tmp_path / "other.pt")
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_heads(tmp_path / "missing.pt")
+
+
+def test_damaged_checkpoints_raise_errors_that_name_the_file(tmp_path):
+    from audioret.models import load_heads
+    from audioret.models.checkpoint import checkpoint_kind
+    from audioret.models.dual_encoder import load_finetuned
+
+    bad = tmp_path / "heads.pt"
+    bad.write_bytes(b"not a torch file" * 4)
+    for load in (load_heads, checkpoint_kind, load_finetuned):
+        with pytest.raises(ValueError, match=str(bad)):
+            load(bad)
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        load_finetuned(tmp_path / "missing.ckpt")

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from audioret.config import to_dict
+from audioret.config import atomic_write_text, to_dict
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.distill_loss import resolve_weights
 
@@ -180,7 +180,7 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "run") -> RunRe
     if trainer.is_global_zero:
         path = save_heads(cfg.out / "heads.pt", module.heads.cpu(), store=splits.store, metrics=metrics,
                           train_config=to_dict(cfg))
-        (cfg.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(cfg.out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     params = {k: getattr(cfg, k) for k in SWEEP_FIELDS.values()}
     return RunResult(name, params, metrics, path, time.perf_counter() - t0)
 
