@@ -50,29 +50,6 @@ class DemoConfig:
 
 # ------------------------------------------------------------------ pure helpers
 
-def chance_metrics(num_audios: int, relevant_counts: list[int], draws: int = 50, seed: int = 0) -> dict[str, float]:
-    """Expected metrics of a random ranking of ``num_audios`` audios.
-
-    Single-match (one relevant audio) in closed form; multi-match (``relevant_counts[q]`` relevant
-    audios per annotated query) by Monte Carlo over seeded random permutations.
-    """
-    import torch
-
-    from audioret.evaluate.metrics import average_precision_at_k
-
-    out = {f"R@{k}": min(k, num_audios) / num_audios for k in (1, 5, 10)}
-    out["mAP@10"] = sum(1.0 / r for r in range(1, min(10, num_audios) + 1)) / num_audios
-    g = torch.Generator().manual_seed(seed)
-    for k in (10, 16):
-        total = 0.0
-        for _ in range(draws):
-            for n in relevant_counts:
-                ranks = sorted((torch.randperm(num_audios, generator=g)[:n] + 1).tolist())
-                total += average_precision_at_k(ranks, k)
-        out[f"mAP@{k}_multi"] = total / (draws * max(len(relevant_counts), 1))
-    return out
-
-
 def strip_prefix(metrics: dict[str, Any], prefix: str) -> dict[str, float]:
     """{'test/mAP@10': x} -> {'mAP@10': x} for the keys with ``prefix``."""
     return {k[len(prefix):]: float(v) for k, v in metrics.items() if k.startswith(prefix)}
@@ -266,6 +243,8 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
         models["heads (seed shape)"] = seed_eval.result["metrics"]
         models["fine-tune"] = ft.result["test_last"]
     num_audios, counts = eval_relevant_counts(cfg)
+    from audioret.evaluate.metrics import chance_metrics
+
     models["chance"] = chance_metrics(num_audios, counts, seed=cfg.seed)
     summary = {"config": to_dict(cfg), "steps": {s.name: {"wall_s": s.wall_s, "reused": s.reused} for s in steps},
                "models": models, "eval_audios": num_audios}

@@ -79,13 +79,6 @@ def missing_report(what: str, missing: list[Path], total: int, fix: str, example
     return (f"{what}: {len(missing)} of {total} audio files are missing, e.g.\n{shown}{more}{note}\n{fix}")
 
 
-def require_files(what: str, clips: list[Clip], fix: str) -> None:
-    """Raise ``CorpusError`` listing missing audio files (count + examples) if any."""
-    missing = missing_paths(c.path for c in clips)
-    if missing:
-        raise CorpusError(missing_report(what, missing, len(clips), fix))
-
-
 def log_removed(what: str, removed: dict[str, int], before: int) -> None:
     for reason, count in removed.items():
         logger.info("%s: removed %d of %d clips (%s)", what, count, before, reason)

@@ -104,6 +104,25 @@ class Ranks:
     max_rank: int | None = None
 
 
+def chance_metrics(num_audios: int, relevant_counts: Sequence[int], draws: int = 50, seed: int = 0) -> dict[str, float]:
+    """Expected metrics of a random ranking of ``num_audios`` audios.
+
+    Single-match (one relevant audio) in closed form; multi-match (``relevant_counts[q]`` relevant
+    audios per annotated query) by Monte Carlo over seeded random permutations.
+    """
+    out = {f"R@{k}": min(k, num_audios) / num_audios for k in (1, 5, 10)}
+    out["mAP@10"] = sum(1.0 / r for r in range(1, min(10, num_audios) + 1)) / num_audios
+    g = torch.Generator().manual_seed(seed)
+    for k in (10, 16):
+        total = 0.0
+        for _ in range(draws):
+            for n in relevant_counts:
+                ranks = sorted((torch.randperm(num_audios, generator=g)[:n] + 1).tolist())
+                total += average_precision_at_k(ranks, k)
+        out[f"mAP@{k}_multi"] = total / (draws * max(len(relevant_counts), 1))
+    return out
+
+
 def metrics_from_ranks(ranks: Ranks, *, recall_ks: Sequence[int] = SINGLE_RECALL_KS,
                        map_ks: Sequence[int] = SINGLE_MAP_KS,
                        multi_ks: Sequence[int] = MULTI_KS) -> dict[str, float]:

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 COMPILE_PREFIX = "_orig_mod."
 BEATS_PREFIX = "audio_embedding_model.model.model."
-TEXT_PREFIX = "text_embedding_model."
 LIGHTNING_PREFIX = "model."  # the finetune LightningModule keeps the DualEncoder as ``model``
 
 

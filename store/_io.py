@@ -23,13 +23,3 @@ def write_json(store: Store, key: str, obj: Any) -> None:
 def read_json(store: Store, key: str) -> Any | None:
     buf = sync(store.get(key, default_buffer_prototype()))
     return None if buf is None else json.loads(buf.to_bytes())
-
-
-def list_keys(store: Store, prefix: str) -> list[str]:
-    async def collect() -> list[str]:
-        return [k async for k in store.list_prefix(prefix)]
-    return sorted(sync(collect()))
-
-
-def delete_key(store: Store, key: str) -> None:
-    sync(store.delete(key))

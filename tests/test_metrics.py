@@ -258,3 +258,12 @@ def test_many_relevant_per_query_exceeding_block_rows():
     got = M.score_matrix_ranks(text @ audio.T, None, rel, [4], chunk_size=2)
     ref = ref_ranks_matrix(text @ audio.T)
     assert got.relevant == [[ref[4, c].item() for c in rel[0]]]
+
+
+def test_chance_matches_closed_form_single_match():
+    from audioret.evaluate.metrics import chance_metrics
+
+    c = chance_metrics(20, [1, 3], draws=5)
+    assert abs(c["R@1"] - 1 / 20) < 1e-12 and abs(c["R@10"] - 10 / 20) < 1e-12
+    assert abs(c["mAP@10"] - sum(1 / r for r in range(1, 11)) / 20) < 1e-12
+    assert 0 < c["mAP@16_multi"] < 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from audioret.corpora import multi_match_annotations_path, synthesize
-from audioret.demo import chance_metrics
+from audioret.evaluate.metrics import chance_metrics
 from audioret.evaluate.cli import run as evaluate
 from audioret.evaluate.config import EvaluateConfig
 from audioret.evaluate.io import read_annotations

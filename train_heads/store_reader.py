@@ -25,8 +25,6 @@ from audioret.models import AudioFeatures, TextFeatures
 from .data import FeatureSplit, Ragged
 
 log = logging.getLogger(__name__)
-AUDIO_FIELDS = ("frames", "windows")
-TEXT_FIELDS = ("tokens", "first")
 
 
 def _tables(store: Any, split: str) -> tuple[Any, Any]:

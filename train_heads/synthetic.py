@@ -14,8 +14,10 @@ from .data import FeatureSplit, Ragged
 
 
 def chance_map_at_10(num_clips: int) -> float:
-    """Expected single-match mAP@10 of a random ranking: sum_{r<=10} (1/r) / N."""
-    return sum(1.0 / r for r in range(1, min(10, num_clips) + 1)) / num_clips
+    """Expected single-match mAP@10 of a random ranking (see ``evaluate.metrics.chance_metrics``)."""
+    from audioret.evaluate.metrics import chance_metrics
+
+    return chance_metrics(num_clips, [])["mAP@10"]
 
 
 def _maps(audio_dim: int, text_dim: int, latent: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
