@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from audioret.audio import AudioDecodeError, crop, load_audio, split_windows
+from audioret.audio import AudioDecodeError, load_audio, split_windows
 from audioret.corpora import Clip
+from audioret.encoders.features import load_clip_wave
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,12 @@ class LiveAudio:
 
     def __call__(self, clip: Clip) -> Tensor:
         try:
-            wave = load_audio(clip.path, self.sample_rate)
+            if self.crop_mode == "random":
+                wave = random_crop(load_audio(clip.path, self.sample_rate), self.max_samples)
+            else:  # exactly what extract stores (same decode, cap and resampling context)
+                wave = load_clip_wave(clip.path, self.sample_rate, self.max_samples, "start")
         except AudioDecodeError as e:
             raise ClipUnavailable(str(e)) from e
-        if self.crop_mode == "random":
-            wave = random_crop(wave, self.max_samples)
-        else:
-            wave = crop(wave, self.max_samples, "start")
         return split_windows(wave, self.window_samples)
 
 

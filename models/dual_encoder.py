@@ -138,9 +138,9 @@ class DualEncoder(nn.Module):
 
     def windows_of(self, waves: Sequence[Tensor]) -> tuple[Tensor, list[int]]:
         """1-D 16 kHz waves -> (windows [sum W_i, window_samples], counts); crops to max_seconds."""
-        from audioret.audio import crop, split_windows
+        from audioret.encoders.features import clip_windows
 
-        wins = [split_windows(crop(w.float(), self.max_samples), self.window_samples) for w in waves]
+        wins = [clip_windows(w, self.window_samples, self.max_samples) for w in waves]
         return torch.cat(wins), [len(w) for w in wins]
 
     def embed_audio(self, waves: Sequence[Tensor]) -> Tensor:
