@@ -39,7 +39,8 @@ class FinetuneConfig:
     roberta_base: bool = option(False, "use roberta-base instead of roberta-large")
     devices: str = option("auto", "Lightning devices (auto, a count like 4, or a list like 0,1)")
     n_workers: int = option(16, "DataLoader workers (0 = load in the main process)")
-    precision: str = option("16-mixed", "Lightning precision; 16-mixed falls back to 32-true without CUDA")
+    precision: str = option("16-mixed", "Lightning precision (baseline: 16-mixed, which falls back to 32-true without "
+                                         "CUDA); auto = bf16-mixed where supported, 16-mixed on Turing, 32-true on CPU")
     train: bool = option(True, "run training")
     test: bool = option(True, "test on Clotho eval after training (best and last checkpoints)")
     load_ckpt_path: Path | None = option(None, "initialise from a checkpoint (weights only; like the "

@@ -21,6 +21,7 @@ import lightning as L
 import torch
 
 from audioret.config import atomic_write_text, save_json, to_dict
+from audioret.models.precision import choose_precision
 
 from .config import FinetuneConfig
 from .data import (EvalClips, LiveAudio, ResumableBatchSampler, ResumableLoader, StoreAudio, TrainPairs,
@@ -46,14 +47,6 @@ def validate(cfg: FinetuneConfig) -> None:
                          "audioret.corpora yet; use the default WavCaps 'audioset' subset")
     if cfg.batch_size < 2:
         raise ValueError(f"--batch_size {cfg.batch_size}: a contrastive batch needs at least 2 items")
-
-
-def choose_precision(requested: str, cuda: bool) -> str:
-    """The requested precision, except fp16 mixed precision without CUDA -> 32-true (logged)."""
-    if not cuda and requested in ("16-mixed", "16"):
-        log.warning("precision %s needs CUDA; running 32-true on CPU", requested)
-        return "32-true"
-    return requested
 
 
 def parse_devices(devices: str) -> Any:
@@ -243,7 +236,8 @@ def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any]:
     trainer = L.Trainer(
         accelerator="auto", devices=devices, num_nodes=cfg.num_nodes,
         strategy=DDPStrategy(find_unused_parameters=False) if many else "auto",
-        precision=choose_precision(cfg.precision, cuda), max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
+        precision=choose_precision(cfg.precision, cuda=cuda, bf16_supported=cuda and torch.cuda.is_bf16_supported()),
+        max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         check_val_every_n_epoch=cfg.val_every_n_epochs, num_sanity_val_steps=0,
         use_distributed_sampler=False, callbacks=callbacks,

@@ -159,3 +159,13 @@ def test_damaged_checkpoints_raise_errors_that_name_the_file(tmp_path):
             load(bad)
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         load_finetuned(tmp_path / "missing.ckpt")
+
+
+def test_one_precision_policy_for_both_trainers():
+    from audioret.models.precision import choose_precision
+
+    assert choose_precision("auto", cuda=False) == "32-true"
+    assert choose_precision("auto", cuda=True, bf16_supported=True) == "bf16-mixed"
+    assert choose_precision("auto", cuda=True, bf16_supported=False) == "16-mixed"  # Turing (2080 Ti)
+    assert choose_precision("16-mixed", cuda=False) == "32-true"  # the baseline default on a laptop
+    assert choose_precision("bf16-mixed", cuda=False) == "bf16-mixed"

@@ -23,6 +23,7 @@ import torch
 from audioret.config import atomic_write_text, to_dict
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.distill_loss import resolve_weights
+from audioret.models.precision import choose_precision
 
 from .config import TrainHeadsConfig
 from .data import CaptionBatches, EvalChunks, SplitReader, identity_collate
@@ -53,15 +54,6 @@ class RunResult:
 
 
 # ---------------------------------------------------------------- small pure helpers
-
-def choose_precision(requested: str, *, cuda: bool, bf16_supported: bool) -> str:
-    """auto: bf16-mixed on GPUs that support it, 16-mixed on older ones (Turing, e.g. 2080 Ti), fp32 on CPU."""
-    if requested != "auto":
-        return requested
-    if not cuda:
-        return "32-true"
-    return "bf16-mixed" if bf16_supported else "16-mixed"
-
 
 def head_config(cfg: TrainHeadsConfig, audio_dim: int, text_dim: int) -> HeadConfig:
     return HeadConfig(audio_dim=audio_dim, text_dim=text_dim, embed_dim=cfg.embed_dim,
