@@ -42,7 +42,8 @@ class DemoConfig:
     seed: int = option(0, "seed of the corpus and of every training run")
     head_epochs: int = option(15, "train-heads epochs", unit="epochs")
     finetune_epochs: int = option(15, "fine-tune epochs (0 skips the fine-tune)", unit="epochs")
-    finetune_lr: float = option(1e-3, "fine-tune peak learning rate (baseline: 2e-5; the tiny random RoBERTa needs more)")
+    finetune_lr: float | None = option(None, "fine-tune peak learning rate; default 1e-3 for the tiny random "
+                                             "RoBERTa, the baseline's 2e-5 with --beats-ckpt (real encoders)")
     batch_size: int = option(32, "training batch size", unit="captions")
     num_workers: int = option(1, "extraction decode workers", unit="processes")
     top_k: int = option(16, "length of the ranked predictions list", unit="audios")
@@ -155,7 +156,8 @@ def finetune_config(cfg: DemoConfig, init_heads: Path) -> Any:
     return FinetuneConfig(data_path=_corpus(cfg), out=cfg.out / "finetune", seed=max(cfg.seed, 1),
                           batch_size=cfg.batch_size, batch_size_eval=64, max_epochs=cfg.finetune_epochs,
                           warmup_epochs=0.5, rampdown_epochs=max(cfg.finetune_epochs - 0.5, 0.5),
-                          max_lr=cfg.finetune_lr, min_lr=1e-7, n_workers=0, precision="32-true",
+                          max_lr=cfg.finetune_lr or (2e-5 if real else 1e-3), min_lr=1e-7,
+                          n_workers=cfg.num_workers if real else 0, precision="16-mixed" if real else "32-true",
                           audio_encoder="beats" if real else "tiny-beats", beats_ckpt_path=cfg.beats_ckpt,
                           text_model=cfg.text_model, init_heads=init_heads,
                           audio_store=cfg.out / "features.zarr", logging=False,
