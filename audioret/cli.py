@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 
 # subcommand -> (module whose ``main(argv)`` runs it, one line for --help)
 STAGES: dict[str, tuple[str, str]] = {
@@ -25,17 +26,20 @@ STAGES: dict[str, tuple[str, str]] = {
 
 
 def available_stages() -> dict[str, tuple[str, str]]:
-    """Stages whose module is installed (stages still being built are left out)."""
+    """Stages whose module is installed (stages still being built are left out).
+
+    Looks for the module's file without importing its package, so ``--help`` stays instant
+    (importing a stage package pulls in torch).
+    """
     out = {}
     for name, (module, text) in STAGES.items():
-        if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None:
+        package, _, leaf = module.rpartition(".")
+        spec = importlib.util.find_spec(package)  # imports only the parents of ``package``
+        if spec is None or not spec.submodule_search_locations:
             continue
-        try:
-            if importlib.util.find_spec(module) is None:
-                continue
-        except ModuleNotFoundError:
-            continue
-        out[name] = (module, text)
+        if any(Path(loc, f"{leaf}.py").is_file() or Path(loc, leaf, "__init__.py").is_file()
+               for loc in spec.submodule_search_locations):
+            out[name] = (module, text)
     return out
 
 
