@@ -18,17 +18,9 @@ from .artifact import BoundTeacher, load_targets
 
 
 def reader_keys(reader: Any) -> tuple[list[str], list[str], torch.Tensor]:
-    """(clip ids, captions, caption -> clip row) of a train_heads ``SplitReader`` (memory or streaming)."""
-    if hasattr(reader, "clip_ids") and hasattr(reader, "captions"):
-        return list(reader.clip_ids), list(reader.captions), reader.caption_clip.cpu()
-    from audioret.store import open_store
-    from audioret.train_heads.store_reader import usable_captions
-
-    st = open_store(reader.path)
-    audio, text = st.audio(reader.name), st.text(reader.name)
-    caps = usable_captions(audio, text)
-    captions = list(text.ids)
-    return list(audio.ids), [captions[i] for i in caps], reader.caption_clip.cpu()
+    """(clip ids, captions, caption -> clip row) of a train_heads ``SplitReader`` (memory or streaming:
+    both expose ``clip_ids``, ``captions`` and ``caption_clip``)."""
+    return list(reader.clip_ids), list(reader.captions), reader.caption_clip.cpu()
 
 
 def teacher_for_reader(path: str | Path, reader: Any, store_info: dict[str, Any] | None = None) -> BoundTeacher:

@@ -111,6 +111,17 @@ class StoreSplitReader:
         return self._t
 
     @property
+    def clip_ids(self) -> list[str]:
+        """Clip ids of the split's audio rows (what stage-2 teacher targets are keyed by)."""
+        return list(self.tables[0].ids)
+
+    @property
+    def captions(self) -> list[str]:
+        """Caption text of the rows this reader trains on (failed captions/clips left out)."""
+        texts = self.tables[1].ids
+        return [texts[i] for i in self._caps]
+
+    @property
     def num_clips(self) -> int:
         return self._num_clips
 
