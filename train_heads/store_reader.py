@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,6 +25,10 @@ from audioret.models import AudioFeatures, TextFeatures
 from .data import FeatureSplit, Ragged
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # run.py imports this module
+    from .config import TrainHeadsConfig
+    from .run import Splits
 
 
 def _tables(store: Any, split: str) -> tuple[Any, Any]:
@@ -168,7 +172,7 @@ def write_feature_split(path: str | Path, split: FeatureSplit, *, metadata: dict
                 w.put(j, tokens=rows(split.tokens, j), first=split.first[j:j + 1].numpy())
 
 
-def load_splits(cfg: Any) -> Any:
+def load_splits(cfg: TrainHeadsConfig) -> Splits:
     """The run's data from ``cfg.store``: train in memory or streamed (``cfg.data``), evals in memory."""
     from audioret.store import open_store
 
