@@ -255,6 +255,11 @@ def extract_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc:
     except BaseException:
         _abort(writer, sink)
         raise
+    return _finish(stats, started, timer, writer, sink)
+
+
+def _finish(stats: TableStats, started: float, timer: Any, writer: Any, sink: Any) -> TableStats:
+    """Fill a table pass's timings and failures once its writer has drained."""
     stats.wall = time.perf_counter() - started
     stats.model, stats.write, stats.write_blocked = timer.total(), writer.busy_seconds, writer.blocked_seconds
     stats.failures = dict(sink.failures)
@@ -358,11 +363,7 @@ def extract_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: 
     except BaseException:
         _abort(writer, sink)
         raise
-    stats.wall = time.perf_counter() - started
-    stats.model, stats.write, stats.write_blocked = timer.total(), writer.busy_seconds, writer.blocked_seconds
-    stats.failures = dict(sink.failures)
-    stats.failed = len(stats.failures)
-    return stats
+    return _finish(stats, started, timer, writer, sink)
 
 
 def _encode_pool(enc: Any, captions: list[str], pool: list[int], lengths: np.ndarray, batch: int,
