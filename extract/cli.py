@@ -6,6 +6,7 @@ import logging
 import sys
 
 from audioret.config import parse_config
+from audioret.corpora import CorpusError
 from audioret.store import StoreError
 
 from .config import ExtractConfig
@@ -18,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = run(config)
-    except (StoreError, ValueError, FileNotFoundError) as err:
+    except (StoreError, CorpusError, ValueError, FileNotFoundError) as err:
         print(f"audioret extract: error: {err}", file=sys.stderr)
         return 2
     return result.exit_code(config.strict)

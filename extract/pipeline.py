@@ -392,6 +392,8 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
         raise ValueError("--overwrite with several shards would let one shard delete the others' work: "
                          "delete the store (or run once with --overwrite and one shard) before launching shards")
     _check_config(config)
+    # the corpus first: a wrong --data-path fails in seconds, before any model loads or store is created
+    corpus_splits = {split: load_split(config, split) for split in config.splits}
     device = resolve_device(config.device, env)
     dtype = autocast_dtype(config.precision, device)
     audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
@@ -404,8 +406,7 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     result = ExtractResult(Path(config.store), shard)
     ids: dict[tuple[str, str], list[str]] = {}
     with ExtractProgress(config.progress) as progress:
-        for split in config.splits:
-            cs = load_split(config, split)
+        for split, cs in corpus_splits.items():
             if "audio" in config.passes:
                 result.stats.append(extract_audio(st, config, cs, audio_enc, shard, progress))
                 ids[(split, AUDIO)] = [c.clip_id for c in cs.clips]

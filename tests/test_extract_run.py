@@ -185,3 +185,11 @@ def test_bad_files_are_recorded_and_strict_fails(synth_corpus, tmp_path):
     text_only = run(_config(corpus, store, passes=("text",)))   # a later pass joins the same store
     assert [s.kind for s in text_only.stats] == ["text"] and text_only.stats[0].processed == 40
     assert open_store(store).text(SPLIT).plan.attrs["encoder"]["name"] == "tiny-roberta"
+
+
+def test_missing_corpus_fails_fast_without_creating_a_store(tmp_path, capsys):
+    store = tmp_path / "never.zarr"
+    assert main(_argv(tmp_path / "no_corpus", store)) == 2
+    err = capsys.readouterr().err
+    assert "no_corpus" in err and "CLOTHO_v2.1" in err
+    assert not store.exists()
