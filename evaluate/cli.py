@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from audioret.config import parse_config, to_dict
@@ -86,14 +85,12 @@ def guarded_main(config_cls: type, run_fn, argv: list[str] | None, prog: str) ->
     """Parse flags into ``config_cls``, call ``run_fn(cfg)``; expected user errors exit 2 with one line."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = parse_config(config_cls, argv, prog=prog)
-    from audioret.corpora.base import CorpusError
-    from audioret.store.errors import StoreError
+    from audioret.errors import report_user_error, user_error_types
 
     try:
         run_fn(cfg)
-    except (ValueError, FileNotFoundError, StoreError, CorpusError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+    except user_error_types() as e:
+        return report_user_error(prog, e)
     return 0
 
 

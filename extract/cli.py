@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from audioret.config import parse_config
-from audioret.corpora import CorpusError
-from audioret.store import StoreError
+from audioret.errors import report_user_error, user_error_types
 
 from .config import ExtractConfig
 
@@ -19,7 +17,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = run(config)
-    except (StoreError, CorpusError, ValueError, FileNotFoundError) as err:
-        print(f"audioret extract: error: {err}", file=sys.stderr)
-        return 2
+    except user_error_types() as err:
+        return report_user_error("audioret extract", err)
     return result.exit_code(config.strict)

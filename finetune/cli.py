@@ -18,8 +18,13 @@ def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from audioret.errors import report_user_error, user_error_types
+
     from .run import run
 
-    result = run(cfg)
+    try:
+        result = run(cfg)
+    except user_error_types() as err:  # wrong path, corpus or checkpoint: one line, exit 2
+        return report_user_error("audioret finetune", err)
     print(json.dumps({k: v for k, v in result.items() if k.startswith("test") or k == "out"}, indent=2))
     return 0

@@ -38,3 +38,15 @@ def test_every_stage_package_runs_with_python_dash_m():
 
     for pkg in ("corpora", "extract", "store", "train_heads", "finetune", "distill", "evaluate"):
         assert importlib.util.find_spec(f"audioret.{pkg}.__main__") is not None, pkg
+
+
+def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
+    missing_store, missing_data = tmp_path / "none.zarr", tmp_path / "no_data"
+    cases = [["train-heads", "--store", str(missing_store)],
+             ["finetune", "--data_path", str(missing_data), "--audio-encoder", "tiny-beats",
+              "--text-model", "tiny-roberta", "--no-logging"],
+             ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--store", str(missing_store)]]
+    for argv in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"audioret {argv[0]}: error:" in err and str(tmp_path) in err and "Traceback" not in err

@@ -37,7 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--store is required (a feature store written by `audioret extract`)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no double lines
+    from audioret.errors import report_user_error, user_error_types
+
     from .run import run
 
-    run(cfg)
+    try:
+        run(cfg)
+    except user_error_types() as err:  # wrong path, store or checkpoint: one line, exit 2
+        return report_user_error("audioret train-heads", err)
     return 0

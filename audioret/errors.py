@@ -1,0 +1,24 @@
+"""Errors a user can fix (wrong path, missing data, mismatched store or checkpoint).
+
+Stage CLIs print them as one line naming the file and the fix, and exit 2, instead of a traceback;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exception types that mean 'fix your input' (imported lazily: evaluated only on an error)."""
+    from audioret.corpora.base import CorpusError
+    from audioret.store.errors import StoreError
+
+    # CheckpointError (encoders) and the models' checkpoint errors are ValueErrors;
+    # TextModelNotFound is a FileNotFoundError.
+    return (StoreError, CorpusError, ValueError, FileNotFoundError)
+
+
+def report_user_error(prog: str, err: BaseException) -> int:
+    print(f"{prog}: error: {err}", file=sys.stderr)
+    return 2
