@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from audioret.config import build_parser, config_from_namespace
+from audioret.errors import report_user_error, user_error_types
 
 from .config import DistillRunConfig, TeachersConfig
 
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--checkpoints is required (one or more stage-1 checkpoints)")
         from .teachers import run as run_teachers
 
-        print(run_teachers(cfg))
+        try:
+            print(run_teachers(cfg))
+        except user_error_types() as err:
+            return report_user_error("audioret distill teachers", err)
         return 0
     from audioret.train_heads.config import TrainHeadsConfig
 
@@ -63,5 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     heads = config_from_namespace(TrainHeadsConfig, heads_parser.parse_args(extra))
     from .flow import run as run_flow
 
-    run_flow(cfg, heads)
+    try:
+        run_flow(cfg, heads)
+    except user_error_types() as err:
+        return report_user_error("audioret distill run", err)
     return 0

@@ -45,8 +45,9 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
     cases = [["train-heads", "--store", str(missing_store)],
              ["finetune", "--data_path", str(missing_data), "--audio-encoder", "tiny-beats",
               "--text-model", "tiny-roberta", "--no-logging"],
-             ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--store", str(missing_store)]]
+             ["evaluate", "--checkpoint", str(tmp_path / "none.pt"), "--store", str(missing_store)],
+             ["distill", "run", "--store", str(missing_store), "--out", str(tmp_path / "d")]]
     for argv in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
-        assert f"audioret {argv[0]}: error:" in err and str(tmp_path) in err and "Traceback" not in err
+        assert f"audioret {' '.join(argv[:2]) if argv[0] == 'distill' else argv[0]}: error:" in err and str(tmp_path) in err and "Traceback" not in err
