@@ -213,17 +213,22 @@ def to_host(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], Any]:
     return out, event
 
 
+def shard_work(st: FeatureStore, split: str, kind: str, shard: Shard) -> tuple[Any, list, TableStats, np.ndarray]:
+    """This shard's incomplete parts of a planned table: (sink, pending parts, stats, items-to-do mask)."""
+    plan = st.plan_of(split, kind)
+    sink = PartsSink(st, split, kind, parts_of_shard(plan.num_parts, shard))
+    pending = sink.pending_parts()
+    todo = sum(end - first for _, _, first, end in pending)
+    stats = TableStats(split, kind, items=plan.num_items, skipped=plan.num_items - todo)
+    return sink, pending, stats, todo_mask(plan.num_items, pending)
+
+
 def extract_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
                   progress: ExtractProgress) -> TableStats:
     lay = plan_audio(st, config, cs, enc)
-    plan = st.plan_of(cs.split, AUDIO)
-    sink = PartsSink(st, cs.split, AUDIO, parts_of_shard(plan.num_parts, shard))
-    pending = sink.pending_parts()
-    todo = sum(end - first for _, _, first, end in pending)
-    stats = TableStats(cs.split, AUDIO, items=plan.num_items, skipped=plan.num_items - todo)
+    sink, pending, stats, todo_items = shard_work(st, cs.split, AUDIO, shard)
     if not pending:
         return stats
-    todo_items = todo_mask(plan.num_items, pending)
     dataset = AudioItems([c.path for c in cs.clips], lay.num_samples, lay.failures, target_sr=enc.sample_rate,
                          max_samples=max_samples_of(config, enc.sample_rate), crop_mode=config.crop)
     batches = audio_batches(pending, lay.num_windows, config.batch_windows)
@@ -232,7 +237,7 @@ def extract_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc:
     out_dtype = torch.float16 if config.dtype == "float16" else torch.float32
     frames_of = _frames_counter(enc)
     writer, timer = BackgroundWriter(config.write_queue), ModelTimer(enc.device)
-    task = progress.task(f"{cs.split} audio", todo)
+    task = progress.task(f"{cs.split} audio", stats.items - stats.skipped)
     started = time.perf_counter()
     try:
         it = iter(loader)
@@ -340,17 +345,12 @@ def write_text_pool(sink: PartsSink, pool: list[int], results: dict[int, tuple[A
 def extract_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
                  progress: ExtractProgress) -> TableStats:
     captions, lengths = plan_text(st, config, cs, enc)
-    plan = st.plan_of(cs.split, TEXT)
-    sink = PartsSink(st, cs.split, TEXT, parts_of_shard(plan.num_parts, shard))
-    pending = sink.pending_parts()
-    todo = sum(end - first for _, _, first, end in pending)
-    stats = TableStats(cs.split, TEXT, items=plan.num_items, skipped=plan.num_items - todo)
+    sink, pending, stats, todo_items = shard_work(st, cs.split, TEXT, shard)
     if not pending:
         return stats
-    todo_items = todo_mask(plan.num_items, pending)
     out_dtype = torch.float16 if config.dtype == "float16" else torch.float32
     writer, timer = BackgroundWriter(config.write_queue), ModelTimer(enc.device)
-    task = progress.task(f"{cs.split} text", todo)
+    task = progress.task(f"{cs.split} text", stats.items - stats.skipped)
     started = time.perf_counter()
     try:
         for pool in text_pools(pending, config.text_batch_size):
