@@ -58,6 +58,29 @@ def _none_or(conv: Any) -> Any:
     return parse
 
 
+def plain(text: str) -> str:
+    """Docstring text for a terminal: reST's double backticks are noise in ``--help``."""
+    return text.replace("``", "")
+
+
+def help_text(text: str, unit: str | None, default: Any, *, required: bool = False) -> str:
+    """One option's help: text, [unit], then exactly one ``(default: ...)`` or ``(required)``.
+
+    A help text that already says ``(default: ...)`` in words keeps its own (it explains the
+    default better than the bare value, e.g. ``None``); the unit goes before it.
+    """
+    text = plain(text)
+    own = text.find("(default:")
+    head, tail = (text[:own].rstrip(), " " + text[own:]) if own >= 0 else (text, "")
+    if unit:
+        head += f" [{unit}]"
+    if required:
+        return head + tail + " (required)"
+    if tail:
+        return head + tail
+    return f"{head} (default: {str(default) if isinstance(default, Path) else default})"
+
+
 def add_config_args(parser: argparse.ArgumentParser, cls: type, group: str | None = None) -> None:
     """Add one flag per field of dataclass ``cls`` to ``parser`` (defaults left to the dataclass)."""
     hints = get_type_hints(cls)
@@ -72,17 +95,13 @@ def add_config_args(parser: argparse.ArgumentParser, cls: type, group: str | Non
         names.extend(f.metadata.get("flags", ()))
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        unit = f.metadata.get("unit")
-        text = f.metadata.get("help", "")
-        if unit:
-            text += f" [{unit}]"
-        shown = default if not isinstance(default, Path) else str(default)
-        text += f" (default: {shown})"
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        text = help_text(f.metadata.get("help", ""), f.metadata.get("unit"), None if required else default,
+                         required=required)
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": text}
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+        if required:
             kwargs["required"] = True
             kwargs.pop("default")
-            kwargs["help"] = f.metadata.get("help", "") + (f" [{unit}]" if unit else "") + " (required)"
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction  # also adds --no-<flag>
         elif get_origin(tp) in (list, tuple):
@@ -107,7 +126,7 @@ def config_from_namespace(cls: type[C], ns: argparse.Namespace, **overrides: Any
 
 
 def build_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=description or (cls.__doc__ or "").strip(),
+    parser = argparse.ArgumentParser(prog=prog, description=plain(description or (cls.__doc__ or "").strip()),
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_args(parser, cls)
     return parser
@@ -170,5 +189,5 @@ def save_json(cfg: Any, path: str | Path) -> None:
     atomic_write_text(path, json.dumps(to_dict(cfg), indent=2, sort_keys=True) + "\n")
 
 
-__all__ = ["option", "add_config_args", "build_parser", "parse_config", "config_from_namespace",
+__all__ = ["option", "plain", "help_text", "add_config_args", "build_parser", "parse_config", "config_from_namespace",
            "to_dict", "from_dict", "save_json", "atomic_write_text"]

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from audioret.config import add_config_args, config_from_namespace
+from audioret.config import add_config_args, config_from_namespace, plain
 
 from .base import CorpusError, CorpusSplit
 from .config import ListConfig, SynthConfig
@@ -61,7 +61,7 @@ def print_summary(corpus: CorpusSplit) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="audioret corpus", description=__doc__)
+    parser = argparse.ArgumentParser(prog="audioret corpus", description=plain(__doc__ or ""))
     sub = parser.add_subparsers(dest="command", required=True)
     add_config_args(sub.add_parser("synth", help=SynthConfig.__doc__, description=SynthConfig.__doc__),
                     SynthConfig)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
-from audioret.cli import available_stages, main
+import pytest
+
+from audioret.cli import STAGES, available_stages, main
 
 
 def test_help_lists_every_available_stage(capsys):
@@ -51,3 +54,28 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert f"audioret {' '.join(argv[:2]) if argv[0] == 'distill' else argv[0]}: error:" in err and str(tmp_path) in err and "Traceback" not in err
+
+
+# every stage, and each subcommand of the stages that have them
+HELP_ARGVS = [[name] for name in STAGES] + [["corpus", "synth"], ["corpus", "list"], ["store", "info"],
+                                             ["store", "verify"], ["distill", "teachers"], ["distill", "run"]]
+
+
+@pytest.mark.parametrize("argv", HELP_ARGVS, ids=" ".join)
+def test_help_has_no_rst_backticks_and_one_default_per_option(argv, capsys):
+    if argv[0] not in available_stages():
+        pytest.skip(f"stage {argv[0]} not installed")
+    assert _exit_code(main, [*argv, "--help"]) in (0, None)
+    text = capsys.readouterr().out
+    assert "usage" in text.lower()
+    assert "``" not in text
+    options = re.split(r"\n(?=  -)", text)  # one block per option (argparse indents flags by 2)
+    for block in options:
+        assert block.count("(default:") <= 1, block
+
+
+def _exit_code(fn, *args):
+    try:
+        return fn(*args)
+    except SystemExit as e:  # argparse exits 0 after --help
+        return e.code
