@@ -41,9 +41,9 @@ def load_audiocaps(data_path: Path, split: str, *, download: bool = False, audio
         raise CorpusError(
             f"audiocaps {split}: not prepared under {data_path}: expected captions CSV {captions} "
             f"({'found' if captions.is_file() else 'missing'}) and {audio_format} files in {audio_dir} "
-            f"({'no such folder' if not audio_dir.is_dir() else 'none found'}).\n"
-            f"fix: extract the baseline's AUDIOCAPS.zip into {data_path} and pass download=True "
-            f"(--download) once to fetch the CSV metadata")
+            f"({'no such folder' if not audio_dir.is_dir() else 'none found'}); "
+            f"fix: extract the baseline's AUDIOCAPS.zip into {data_path} and pass --download "
+            f"once to fetch the CSV metadata")
     raw, _ = f.load_audiocaps_dataset(str(data_path), split, audio_format=audio_format,
                                       exclude_removed_audio=False, sr=sr, version=version)
     keep = [i for i, on_disk in enumerate(raw["is_on_disk"]) if on_disk]

@@ -69,14 +69,15 @@ def _listdir(folder: Path) -> list[str]:
         return []
 
 
-def missing_report(what: str, missing: list[Path], total: int, fix: str, examples: int = 5) -> str:
-    """One readable paragraph: how many files are missing, a few examples, what to do."""
-    shown = "\n".join(f"  {p}" for p in missing[:examples])
-    more = f"\n  ... and {len(missing) - examples} more" if len(missing) > examples else ""
+def missing_report(what: str, missing: list[Path], total: int, fix: str, examples: int = 3) -> str:
+    """One line (the CLIs print user errors as one line): how many files are missing, a few
+    examples, the folders that do not exist, what to do."""
+    shown = ", ".join(str(p) for p in missing[:examples])
+    more = f" and {len(missing) - examples} more" if len(missing) > examples else ""
     folders = sorted({str(p.parent) for p in missing})
     absent = [f for f in folders if not Path(f).is_dir()]
-    note = f"\nfolder(s) that do not exist: {', '.join(absent[:3])}" if absent else ""
-    return (f"{what}: {len(missing)} of {total} audio files are missing, e.g.\n{shown}{more}{note}\n{fix}")
+    note = f"; folder(s) that do not exist: {', '.join(absent[:3])}" if absent else ""
+    return f"{what}: {len(missing)} of {total} audio files are missing, e.g. {shown}{more}{note}; {fix}"
 
 
 def log_removed(what: str, removed: dict[str, int], before: int) -> None:

@@ -88,19 +88,19 @@ def load_clotho(data_path: Path, split: str, *, download: bool = False, duration
 
 def _check_prepared(data_path: Path, split: str, captions_csv: Path, metadata_csv: Path,
                     audio_dir: Path, allow_missing: bool) -> None:
-    fix = (f"fix: pass download=True (--download) to fetch Clotho {CLOTHO_VERSION} into {data_path}, "
-           f"point --data-path at the folder that holds CLOTHO_{CLOTHO_VERSION}/, "
-           f"or write a synthetic one with `audioret corpus synth --out {data_path}`")
+    fix = (f"fix: point --data-path at the folder that holds CLOTHO_{CLOTHO_VERSION}/, pass --download to "
+           f"fetch Clotho {CLOTHO_VERSION} into {data_path}, or write a synthetic corpus there with "
+           f"`audioret corpus synth --out {data_path}`")
     absent = [p for p in (captions_csv, metadata_csv) if not p.is_file()]
     if absent:
-        raise CorpusError(f"clotho {split}: missing metadata file(s) {', '.join(map(str, absent))}\n{fix}")
+        raise CorpusError(f"clotho {split}: missing metadata file(s) {', '.join(map(str, absent))}; {fix}")
     with captions_csv.open(newline="") as fh:
         names = [row["file_name"] for row in csv.DictReader(fh)]
     paths = [audio_dir / n for n in names]
     missing = missing_paths(paths)
     if missing and not allow_missing:
         raise CorpusError(missing_report(f"clotho {split} ({audio_dir})", missing, len(paths),
-                                         fix + "\n(or allow_missing=True to skip them)"))
+                                         fix))
     extra = sorted(set(p.name for p in audio_dir.iterdir()) - set(names)) if audio_dir.is_dir() else []
     if extra and not allow_missing:
         raise CorpusError(f"clotho {split}: {len(extra)} file(s) in {audio_dir} are not listed in "

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 def read_captions_csv(path: Path) -> list[dict[str, str]]:
     """Rows of a captions CSV that must have a ``caption`` column."""
     if not path.is_file():
-        raise CorpusError(f"{path}: captions CSV not found; pass captions_csv=... (--captions-csv) "
+        raise CorpusError(f"{path}: captions CSV not found; pass --captions-csv "
                           f"pointing at a CSV with a 'caption' column")
     with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)

@@ -65,8 +65,8 @@ def load_wavcaps(data_path: Path, subset: str, *, split: str = "train", download
         f.download_wavcaps_dataset(str(data_path), subset)
     json_path = Path(f._get_json_dpath(str(data_path), None, None)) / source / json_name
     if not json_path.is_file():
-        raise CorpusError(f"wavcaps-{subset}: metadata {json_path} is missing.\nfix: pass download=True "
-                          f"(--download), or point --data-path at the folder holding WavCaps/json_files")
+        raise CorpusError(f"wavcaps-{subset}: metadata {json_path} is missing; fix: point --data-path at the "
+                          f"folder holding WavCaps/json_files, or pass --download")
     data, size = f._load_json(str(json_path))
     flac_dir = Path(f._get_audio_subset_dpath(str(data_path), None, None, source))
     audio_dir, ext = _audio_location(data_path, flac_dir, audio_format)
@@ -104,7 +104,7 @@ def _handle_missing(subset: str, clips: list[Clip], removed: dict[str, int], all
     if not allow_missing:
         raise CorpusError(missing_report(
             f"wavcaps-{subset} ({audio_dir})", missing, len(clips),
-            "fix: extract the WavCaps audio there (download=True, or the baseline's WavCaps_mp3 archive), "
-            "or pass allow_missing=True to skip absent files"))
+            "fix: extract the WavCaps audio there (--download, or the baseline's WavCaps_mp3 archive); "
+            "`audioret corpus list` counts the absent files"))
     gone = set(missing)
     return [c for c in clips if c.path not in gone], {**removed, "missing_audio": len(gone)}

@@ -226,8 +226,30 @@ class WeightNormConv1d(nn.Module):
         return self.weight_g * v / norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:              # [B, C, N] -> [B, C, N(+1)]
+        if _onednn_low_precision_hazard(x, self.weight_v.shape[1]):
+            out_dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+            with torch.autocast("cpu", enabled=False):
+                y = F.conv1d(x.float(), self.weight().float(), self.bias.float(),
+                             padding=self.padding, groups=self.groups)
+            return y.to(out_dtype)
         return F.conv1d(x, self.weight().to(x.dtype), self.bias.to(x.dtype),
                         padding=self.padding, groups=self.groups)
+
+
+# Measured on Xeons with AMX (torch 2.14, oneDNN's default ISA): a bf16 conv1d with fewer than 16
+# input channels per group (kernel a multiple of 8, as the positional conv's 128) returns values
+# with relative error ~1.1 instead of ~0.003; with ONEDNN_MAX_CPU_ISA=AVX2 or AVX512_CORE_BF16, or
+# with >= 16 channels per group (full-size BEATs: 768 / 16 = 48), the same call is exact to bf16
+# rounding. Such small groups exist only in tiny configs, where the fp32 detour costs nothing.
+MIN_SAFE_LOW_PRECISION_GROUP = 16
+
+
+def _onednn_low_precision_hazard(x: torch.Tensor, channels_per_group: int) -> bool:
+    """True when this CPU conv would run in bf16/fp16 with a group too small for oneDNN's AMX kernels."""
+    if x.device.type != "cpu" or channels_per_group >= MIN_SAFE_LOW_PRECISION_GROUP:
+        return False
+    low = (torch.bfloat16, torch.float16)
+    return x.dtype in low or (torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") in low)
 
 
 def relative_position_buckets(n: int, num_buckets: int, max_distance: int,
@@ -510,6 +532,20 @@ def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def load_failure(exc: BaseException) -> str:
+    """The reason in ``torch.load``'s multi-paragraph error, as one line (the CLIs print one line).
+
+    weights_only failures bury it after "WeightsUnpickler error:"; anything else leads with it.
+    """
+    text = str(exc) or type(exc).__name__
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        rest = text.split(marker, 1)[1].strip()
+        reason = rest.split(". ", 1)[0].splitlines()[0].strip().rstrip(".")
+        return f"not a plain tensor file: {reason}"
+    return " ".join(text.split("\n", 1)[0].split())
+
+
 def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> dict[str, Any]:
     """``torch.load`` an official BEATs file (weights_only unless ``trust_pickle``)."""
     path = Path(path)
@@ -517,13 +553,13 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> dict[str
         raise FileNotFoundError(
             f"BEATs checkpoint {path} does not exist; download e.g. "
             "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt (see microsoft/unilm beats README) "
-            "and pass its path")
+            "and pass its path to --beats-ckpt (finetune: --beats_ckpt_path)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except Exception as exc:  # noqa: BLE001 - re-raised with the file named
-        hint = ("" if trust_pickle else "; if you trust this file, pass trust_pickle=True "
-                "(torch.load weights_only=False)")
-        raise CheckpointError(f"cannot read BEATs checkpoint {path}: {exc}{hint}") from exc
+        raise CheckpointError(f"cannot read BEATs checkpoint {path} ({load_failure(exc)}); pass an "
+                              "official BEATs .pt file (e.g. BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt) "
+                              "to --beats-ckpt (finetune: --beats_ckpt_path)") from exc
     if not isinstance(ckpt, dict) or "cfg" not in ckpt or "model" not in ckpt:
         got = sorted(ckpt) if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(

@@ -141,7 +141,7 @@ def build_audio_encoder(name: str = "beats", checkpoint: Path | str | None = Non
         if checkpoint is None:
             raise ValueError("audio encoder 'beats' needs a checkpoint file (e.g. "
                              "BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt); pass "
-                             "checkpoint=PATH / --audio-checkpoint PATH, or use 'tiny-beats'")
+                             "--beats-ckpt PATH (finetune: --beats_ckpt_path PATH), or use 'tiny-beats'")
         model = load_beats(checkpoint, sha256=sha256)
     elif name == "tiny-beats":
         model = load_beats(build_tiny_beats() if checkpoint is None else checkpoint, sha256=sha256)

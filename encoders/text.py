@@ -53,10 +53,9 @@ def resolve_text_model(name_or_path: str | Path, *, download: bool = False) -> s
     if isinstance(cached, str):
         return name
     raise TextModelNotFound(
-        f"text model {name!r} is neither a local folder nor in the local Hugging Face cache. "
-        f"On a machine with internet run `huggingface-cli download {name}` (or "
-        f"`hf download {name}`) and copy the cache (~/.cache/huggingface) here, or pass the "
-        "path of a model folder, or allow downloading explicitly (download=True / --download).")
+        f"text model {name!r} is neither a local folder nor in the local Hugging Face cache; fix: "
+        f"on a machine with internet run `hf download {name}` and copy ~/.cache/huggingface here, "
+        f"or pass a local model folder (config.json, weights, tokenizer files) to --text-model")
 
 
 class FrozenWrapper(nn.Module):

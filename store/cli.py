@@ -37,6 +37,42 @@ def _size(n: float) -> str:
     return str(n)
 
 
+MORE = "…({} more chars, see --json)"
+
+
+def short_value(value: Any, limit: int = 110) -> str:
+    """``value`` as compact JSON of at most about ``limit`` characters, cut only between whole
+    items (a dict's entries, a list's elements, a text's words) and marked with how much is left,
+    so a reader never sees half a token and knows where the rest is."""
+    full = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if len(full) <= limit:
+        return full
+    if isinstance(value, dict):
+        parts = [f"{json.dumps(str(k))}: {json.dumps(v, default=str, ensure_ascii=False)}" for k, v in value.items()]
+        open_, close = "{", "}"
+    elif isinstance(value, (list, tuple)):
+        parts = [json.dumps(v, default=str, ensure_ascii=False) for v in value]
+        open_, close = "[", "]"
+    else:
+        parts, open_, close = full.split(" "), "", ""
+    sep = " " if open_ == "" else ", "
+    kept: list[str] = []
+    for part in parts:
+        if len(sep.join([*kept, part])) + 2 > limit:
+            break
+        kept.append(part)
+    shown = sep.join(kept)
+    rest = len(full) - len(open_) - len(shown) - len(close)
+    return f"{open_}{shown}{sep if kept else ''}{MORE.format(rest)}{close}"
+
+
+def metadata_lines(section: Any) -> list[str]:
+    """One ``key: value`` line per entry of a metadata section (values via ``short_value``)."""
+    if not isinstance(section, dict):
+        return [short_value(section)]
+    return [f"{k}: {short_value(v)}" for k, v in section.items()]
+
+
 def _print_info(s: dict[str, Any], max_failures: int) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -47,7 +83,9 @@ def _print_info(s: dict[str, Any], max_failures: int) -> None:
               f"created {s['created']}  on disk {_size(s['disk_bytes'])}")
     for key in ("audio_encoder", "text_encoder", "preprocessing", "corpus"):
         if key in md:
-            con.print(f"  {key}: {json.dumps(md[key], default=str)[:300]}")
+            con.print(f"  [bold]{key}[/bold]", highlight=False)
+            for line in metadata_lines(md[key]):
+                con.print(f"    {line}", markup=False, highlight=False)
     t = Table("split", "kind", "items", "written", "failed", "parts", "field", "dim", "dtype", "rows",
               "kept fp", "on disk", "ratio")
     for split, kinds in s["splits"].items():
@@ -74,16 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         try:
             s = summarize(args.path)
         except StoreError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"audioret store info: error: {e}", file=sys.stderr)
             return 2
         if args.json:
-            print(json.dumps(s, indent=1, default=str))
+            print(json.dumps(s, indent=2, default=str))
         else:
             _print_info(s, args.failures)
         return 0
     problems = verify_store(args.path, check_values=args.values, require_complete=not args.allow_incomplete)
     if problems and problems[0].startswith("no audioret store"):
-        print(f"error: {problems[0]}", file=sys.stderr)
+        print(f"audioret store verify: error: {problems[0]}", file=sys.stderr)
         return 2
     for p in problems:
         print(f"PROBLEM {p}")

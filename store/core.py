@@ -177,12 +177,12 @@ def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: boo
         if info is None:
             if any(True for _ in old.members()):
                 raise StoreError(f"{where} exists and is not an audioret store; pick another path or pass "
-                                 "overwrite=True to replace it")
+                                 "--overwrite (audioret extract) to replace it")
         else:
             _check_version(where, info)
             d = meta.diff(info["metadata"], dict(metadata), only_expected=False, ignore=ignore)
             if d:
-                raise StoreMismatchError(where, d, hint="pass overwrite=True (extract --overwrite) to "
+                raise StoreMismatchError(where, d, hint="pass --overwrite (audioret extract) to "
                                          "replace the store, or write to another path")
             return FeatureStore(_open_group(path, "r+", storage_options), where, writable=True)
     # "a", never "w", unless asked: another writer process may be creating the same store right now
