@@ -542,8 +542,8 @@ def load_failure(exc: BaseException) -> str:
     if marker in text:
         rest = text.split(marker, 1)[1].strip()
         reason = rest.split(". ", 1)[0].splitlines()[0].strip().rstrip(".")
-        return f"not a plain tensor file: {reason}"
-    return " ".join(text.split("\n", 1)[0].split())
+        return f"torch.load: {reason}"
+    return " ".join(text.split("\n", 1)[0].split(". ", 1)[0].split()).rstrip(".")
 
 
 def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> dict[str, Any]:
