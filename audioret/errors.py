@@ -9,6 +9,10 @@ from __future__ import annotations
 import sys
 
 
+class InputError(ValueError):
+    """A command-line value that cannot work (the message names the flag and the fix)."""
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The exception types that mean 'fix your input' (imported lazily: evaluated only on an error)."""
     from audioret.corpora.base import CorpusError
@@ -20,5 +24,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def report_user_error(prog: str, err: BaseException) -> int:
-    print(f"{prog}: error: {err}", file=sys.stderr)
+    """``prog: error: <message>`` on one line of stderr; returns the exit status 2."""
+    print(f"{prog}: error: {one_line(str(err))}", file=sys.stderr)
     return 2
+
+
+def one_line(text: str) -> str:
+    """Line breaks of a message (a library's, or a list of differences) as "; ": one line per error."""
+    parts = [" ".join(line.split()) for line in text.splitlines()]
+    return "; ".join(p for p in parts if p).replace(":;", ":")

@@ -54,6 +54,7 @@ def test_user_errors_are_one_line_with_exit_2(tmp_path, capsys):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert f"audioret {' '.join(argv[:2]) if argv[0] == 'distill' else argv[0]}: error:" in err and str(tmp_path) in err and "Traceback" not in err
+        assert err.rstrip("\n").splitlines()[-1].startswith("audioret "), err  # the error is one (the last) line
 
 
 # every stage, and each subcommand of the stages that have them

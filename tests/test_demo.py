@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+
+import pytest
+import torch
 
 from audioret.demo import main, run_step
 
@@ -14,8 +18,13 @@ SMALL = ["--n-dev", "24", "--n-val", "8", "--n-eval", "8", "--head-epochs", "2",
 def test_demo_end_to_end_then_rerun_reuses_everything(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["--out", str(out), *SMALL]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "mAP@16_multi" in printed and "chance" in printed and "not real" in printed
+    # one start and one end line per step, numbered, so a slow machine shows which step runs
+    steps = [line for line in captured.err.splitlines() if re.match(r"\[\d/8\] ", line)]
+    assert [line[:5] for line in steps] == [f"[{i}/8]" for i in range(1, 9) for _ in range(2)]
+    assert steps[4].startswith("[3/8] train-heads:") and steps[-1].startswith("[8/8] finetune: done in ")
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["steps"]) >= {"corpus", "extract", "heads", "evaluation", "predict", "finetune"}
     assert not any(s["reused"] for s in summary["steps"].values())
@@ -26,9 +35,12 @@ def test_demo_end_to_end_then_rerun_reuses_everything(tmp_path, capsys):
     with (out / "predictions" / "demo_top16.csv").open() as fh:
         rows = list(csv.reader(fh))
     assert rows[0][:2] == ["caption", "fname_1"] and len(rows) > 1
-    assert main(["--out", str(out), *SMALL]) == 0  # rerun: every step is reused
+    # rerun (progress is presentation, not an input): every step is reused, one line each
+    assert main(["--out", str(out), *SMALL, "--no-progress"]) == 0
     again = json.loads((out / "summary.json").read_text())
     assert all(s["reused"] for s in again["steps"].values())
+    reused = [line for line in capsys.readouterr().err.splitlines() if re.match(r"\[\d/8\] ", line)]
+    assert len(reused) == 8 and all(": reused (" in line for line in reused[1:])
     assert again["models"] == summary["models"]
 
 
@@ -38,3 +50,60 @@ def test_run_step_reruns_when_inputs_change(tmp_path):
     assert run_step(tmp_path, "s", {"a": 1}, make).result == {"n": 1}
     assert run_step(tmp_path, "s", {"a": 1}, make).reused
     assert run_step(tmp_path, "s", {"a": 2}, make).result == {"n": 2}
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("audioret demo: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_real_data_flags_on_a_bare_machine_are_one_line_and_leave_no_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "demo-clotho"
+    argv = ["--out", str(out), "--data-path", "data", "--text-model", "no-such-org/no-such-model", "--beats-ckpt",
+            "X.pt"]
+    assert main(argv) == 2
+    assert "--text-model" in _one_line_error(capsys)
+    assert main(argv[:-4]) == 2  # only --data-path: the corpus is checked before anything is written
+    err = _one_line_error(capsys)
+    assert "--data-path" in err and "--download" in err and "download=True" not in err
+    assert main([*argv[:-4], "--beats-ckpt", "X.pt"]) == 2
+    assert "X.pt" in _one_line_error(capsys)
+    assert not out.exists() and not (tmp_path / "data").exists()
+
+
+def test_download_is_accepted_and_needs_a_data_path(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "d"), "--download"]) == 2
+    assert "--download needs --data-path" in _one_line_error(capsys)
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("content", [b"not a checkpoint\n", None])
+def test_bad_beats_file_is_one_line(tmp_path, capsys, content):
+    bad = tmp_path / "bad.pt"
+    if content is None:
+        torch.save({"state_dict": {}}, bad)  # a torch file, but not an official BEATs checkpoint
+    else:
+        bad.write_bytes(content)
+    assert main(["--out", str(tmp_path / "d"), "--beats-ckpt", str(bad)]) == 2
+    assert str(bad) in _one_line_error(capsys)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_failing_step_removes_only_the_empty_folders_this_run_created(tmp_path, capsys, monkeypatch):
+    import audioret.demo as demo
+    from audioret.corpora import CorpusError
+
+    def fail(cfg):
+        (cfg.out / "corpus" / "sub").mkdir(parents=True)
+        raise CorpusError("something the user can fix")
+
+    monkeypatch.setattr(demo, "_run_steps", fail)
+    assert main(["--out", str(tmp_path / "new")]) == 2
+    _one_line_error(capsys)
+    assert not (tmp_path / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    assert main(["--out", str(mine)]) == 2  # a folder that existed before is never removed
+    assert mine.is_dir()

@@ -136,3 +136,16 @@ def test_store_info_on_a_missing_store_is_one_line_exit_2(tmp_path, capsys):
     assert store_main(["info", str(tmp_path / "none.zarr")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("audioret store info: error:") and err.count("\n") == 1
+
+
+def test_report_user_error_prints_one_line_even_for_multi_line_messages(capsys):
+    from audioret.errors import report_user_error
+    from audioret.store import StoreMismatchError
+
+    err = StoreMismatchError("s.zarr", {"audio_encoder.name": ("beats", "tiny-beats"), "codec": ("none", "zstd")},
+                             hint="pass --overwrite (audioret extract) to replace the store")
+    assert report_user_error("audioret extract", err) == 2
+    printed = capsys.readouterr().err
+    assert printed.count("\n") == 1 and printed.startswith("audioret extract: error: store s.zarr")
+    assert "audio_encoder.name: store has 'beats', expected 'tiny-beats'; codec:" in printed
+    assert printed.rstrip().endswith("; pass --overwrite (audioret extract) to replace the store")
