@@ -6,6 +6,8 @@ import logging
 from pathlib import Path
 
 from audioret.config import parse_config, to_dict
+from audioret.evaluate.annotations import (AnnotationChoice, CorpusRef, choose_annotations, corpus_of_predictions,
+                                           corpus_of_store)
 from audioret.evaluate.config import EvaluateConfig
 
 log = logging.getLogger(__name__)
@@ -14,38 +16,60 @@ log = logging.getLogger(__name__)
 def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
     """Score ``cfg.predictions`` or a checkpoint (over a store or a corpus's raw audio); returns the metrics."""
     from audioret.evaluate import report
-    from audioret.resources import CLOTHO_EVAL_MULTI_MATCH, resource_path
 
     model = _check_model_flags(cfg)
-    annotations = list(cfg.annotations)
-    if not annotations and (not model or cfg.split == "eval"):
-        annotations = [resource_path(CLOTHO_EVAL_MULTI_MATCH)]
-        log.info("no --annotations: using the shipped Clotho-eval multi-match annotations %s", annotations[0])
+    choice = choose_ground_truth(cfg, model)
+    annotations = choice.paths
     gt = report.load_ground_truth(annotations)
+    gt.origin, gt.hint = choice.origin, choice.hint
     if model:
         return _run_model(cfg, gt, annotations, show=show)
+    if not annotations:
+        raise ValueError(f"{cfg.predictions}: nothing to score against: {choice.origin}. {choice.hint}")
     ev = report.evaluate_predictions(cfg.predictions, gt, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
                                      chunk_size=cfg.chunk_size)
     if show:
         report.print_report(ev, title=f"{cfg.predictions.name}")
     if cfg.out is not None:
         path = report.write_report(cfg.out, ev, ks=cfg.ks, extra={
-            "config": to_dict(cfg), "annotations": [str(p) for p in annotations]})
+            "config": to_dict(cfg), "annotations": [str(p) for p in annotations], "ground_truth": choice.origin})
         log.info("wrote %s", path)
     return ev.metrics
 
 
 def _check_model_flags(cfg: EvaluateConfig) -> bool:
-    """True for the model path; a one-line error for an incomplete or mixed set of flags."""
+    """True for the model path; a one-line error for an incomplete or mixed set of flags.
+    With --predictions, --store or --data-path only name the corpus whose annotations score it."""
     inputs = [x for x in (cfg.store, cfg.data_path) if x is not None]
-    model = cfg.checkpoint is not None or bool(inputs)
-    if model and (cfg.checkpoint is None or len(inputs) != 1 or cfg.predictions is not None):
+    if cfg.checkpoint is not None and (len(inputs) != 1 or cfg.predictions is not None):
         raise ValueError("evaluate: give either --predictions FILE, or --checkpoint CKPT with one of "
                          "--store STORE (heads) or --data-path DIR --corpus NAME (raw audio, heads or finetune)")
-    if not model and cfg.predictions is None:
+    if cfg.checkpoint is None and cfg.predictions is None:
         raise ValueError("evaluate: give --predictions FILE (a score matrix or ranked CSV), or --checkpoint "
                          "CKPT with --store STORE or --data-path DIR [--corpus clotho] [--split eval]")
-    return model
+    if cfg.predictions is not None and len(inputs) > 1:
+        raise ValueError("evaluate: --predictions takes at most one of --store STORE / --data-path DIR "
+                         "(the corpus whose multi-match annotations score it)")
+    return cfg.checkpoint is not None
+
+
+def choose_ground_truth(cfg: EvaluateConfig, model: bool) -> AnnotationChoice:
+    """--annotations, else the ranked corpus's own multi-match file, else the shipped Clotho-eval one
+    (see :mod:`audioret.evaluate.annotations`); logged, so a user sees which file scored the run."""
+    corpus = None if cfg.annotations else _ranked_corpus(cfg, model)
+    choice = choose_annotations(list(cfg.annotations), corpus)
+    log.info("ground truth: %s", choice.origin)
+    return choice
+
+
+def _ranked_corpus(cfg: EvaluateConfig, model: bool) -> CorpusRef | None:
+    """The corpus split that was ranked: --store's metadata, --data-path, or predict's record."""
+    split = cfg.split if model else None
+    if cfg.store is not None:
+        return corpus_of_store(cfg.store, split)
+    if cfg.data_path is not None:
+        return CorpusRef(cfg.corpus, Path(cfg.data_path).resolve(), split, f"--data-path {cfg.data_path}")
+    return corpus_of_predictions(cfg.predictions) if cfg.predictions is not None else None
 
 
 def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dict[str, float]:

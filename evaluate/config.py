@@ -21,8 +21,10 @@ class EvaluateConfig:
                                       "(index,<audio>...) or a ranked list (caption,fname_1..fname_K)")
     annotations: list[Path] = option(default_factory=list, help="ground truth, one or more CSVs: multi-match "
                                      "annotations (query,audio_filenames) and/or Clotho captions "
-                                     "(file_name,caption_1..caption_5); default: the shipped Clotho-eval "
-                                     "multi-match annotations")
+                                     "(file_name,caption_1..caption_5); default: the ranked corpus's own "
+                                     "metadata_eval.csv (corpus from --data-path, the --store's metadata, or "
+                                     "the <name>_source.json predict writes beside --predictions), else the "
+                                     "shipped Clotho-eval multi-match annotations")
     out: Path | None = option(None, "folder for metrics.json, ranks_single.csv, ranks_multi.csv")
     ks: list[int] = option(default_factory=lambda: [10, 16], help="multi-match cutoffs k for mAP@k_multi",
                            unit="ranks")
@@ -33,8 +35,10 @@ class EvaluateConfig:
     checkpoint: Path | None = option(None, "model checkpoint to evaluate: heads (train-heads) or a finetune "
                                      "Lightning .ckpt (kind read from its contents); with --store or "
                                      "--data-path", flags=("--load_ckpt_path",))
-    store: Path | None = option(None, "feature store with the split to evaluate (heads checkpoints only)")
-    data_path: Path | None = option(None, "corpus folder to evaluate from raw audio (instead of --store)")
+    store: Path | None = option(None, "feature store with the split to evaluate (heads checkpoints only); "
+                                "with --predictions: the store whose corpus annotations score them")
+    data_path: Path | None = option(None, "corpus folder to evaluate from raw audio (instead of --store); "
+                                    "with --predictions: the corpus whose metadata_eval.csv scores them")
     corpus: str = option("clotho", "corpus name for --data-path: clotho, audiocaps, wavcaps-<...>, folder")
     captions_csv: Path | None = option(None, "folder corpus only: CSV with a 'caption' column")
     split: str = option("eval", "store or corpus split evaluated with --checkpoint")
@@ -52,7 +56,9 @@ class PredictConfig:
     baseline's full score matrix <name>.csv (index,<audio>...) and, with --top-k K, a ranked list
     <name>_top<K>.csv (caption,fname_1..fname_K). Input: a folder of audio files + a captions CSV
     with a 'caption' column (the baseline's d25_t6.predict flags are accepted), or a store split.
-    Audio files that cannot be decoded are left out, logged and listed in <name>_skipped.csv."""
+    Audio files that cannot be decoded are left out, logged and listed in <name>_skipped.csv.
+    <name>_source.json records what was ranked (checkpoint, store or folder, split, corpus), so that
+    audioret evaluate --predictions <name>_top<K>.csv scores against that corpus's annotations."""
 
     checkpoint: Path = option(help="heads checkpoint (train-heads) or finetune Lightning .ckpt",
                               flags=("--load_ckpt_path",))
@@ -63,7 +69,9 @@ class PredictConfig:
     store: Path | None = option(None, "instead of --audio-dir/--captions: a feature store split (heads only)")
     split: str = option("eval", "store split to predict")
     out: Path = option(Path("predictions"), "output folder", flags=("--predictions_path", "--predictions-path"))
-    name: str | None = option(None, "file stem (default: the checkpoint's parent folder name, as the baseline)")
+    name: str | None = option(None, "file stem (default: the run folder's name, as the baseline; plus the "
+                                    "checkpoint's stem unless it is heads.pt, e.g. ft_last for "
+                                    "ft/checkpoints/last.ckpt)")
     top_k: int = option(16, "length K of the ranked list (0 = no ranked list)", unit="audios")
     matrix: bool = option(True, "write the full score matrix <name>.csv")
     beats_ckpt: Path | None = option(None, "BEATs file to use when the path recorded in the checkpoint does "

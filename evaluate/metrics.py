@@ -120,7 +120,7 @@ def chance_metrics(num_audios: int, relevant_counts: Sequence[int], draws: int =
                 ranks = sorted((torch.randperm(num_audios, generator=g)[:n] + 1).tolist())
                 total += average_precision_at_k(ranks, k)
         out[f"mAP@{k}_multi"] = total / (draws * max(len(relevant_counts), 1))
-    return out
+    return ordered_metrics(out)
 
 
 def metrics_from_ranks(ranks: Ranks, *, recall_ks: Sequence[int] = SINGLE_RECALL_KS,
@@ -144,7 +144,26 @@ def metrics_from_ranks(ranks: Ranks, *, recall_ks: Sequence[int] = SINGLE_RECALL
         for k in multi_ks:
             if ok(k):
                 out[f"mAP@{k}_multi"] = map_multi_at_k(ranks.relevant, k)
-    return out
+    return ordered_metrics(out)
+
+
+def metric_sort_key(key: str) -> tuple[int, int, str]:
+    """Report order: multi-match mAP (largest cutoff first: mAP@16_multi ranks the challenge),
+    then single-match mAP, then R@k by increasing k; unknown keys last, by name."""
+    name, _, rest = key.partition("@")
+    try:
+        k = int(rest.removesuffix("_multi"))
+    except ValueError:
+        return (3, 0, key)
+    if rest.endswith("_multi"):
+        return (0, -k, key)
+    return (1, -k, key) if name == "mAP" else (2, k, key)
+
+
+def ordered_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` in report order (:func:`metric_sort_key`): mAP@16_multi, mAP@10_multi, mAP@10,
+    R@1, R@5, R@10; every table and metrics.json lists them so."""
+    return {k: metrics[k] for k in sorted(metrics, key=metric_sort_key)}
 
 
 def uncomputable_keys(ranks: Ranks, *, recall_ks: Sequence[int] = SINGLE_RECALL_KS,
@@ -572,7 +591,8 @@ def match_annotations(annotations: Sequence[tuple[str, Sequence[str]]], captions
 
 __all__ = [
     "Ranks", "Dedup", "MultiMatch", "Unmatched", "recall_at_k", "map_single_at_k",
-    "average_precision_at_k", "map_multi_at_k", "metrics_from_ranks", "uncomputable_keys",
+    "average_precision_at_k", "map_multi_at_k", "metrics_from_ranks", "metric_sort_key", "ordered_metrics",
+    "uncomputable_keys",
     "default_chunk_size", "pair_ranks", "ranks_from_blocks", "query_ranks", "score_matrix_ranks",
     "retrieval_metrics", "embedding_blocks", "top_k_from_blocks", "top_k", "dedup_audios", "match_annotations",
 ]

@@ -2,9 +2,14 @@
 and a captions CSV (the baseline's ``d25_t6.predict`` inputs and flags), or for a store split.
 
 Outputs in ``--out`` (each written atomically): ``<name>.csv`` the full caption x audio score
-matrix (``index,<audio file>...``), ``<name>_top<K>.csv`` the ranked list with ``--top-k K``, and
-``<name>_skipped.csv`` (``file_name,reason``) when audio files could not be decoded; those are
-left out of both files and logged.
+matrix (``index,<audio file>...``), ``<name>_top<K>.csv`` the ranked list with ``--top-k K``,
+``<name>_skipped.csv`` (``file_name,reason``) when audio files could not be decoded (those are
+left out of both files and logged), and ``<name>_source.json``, what the files were predicted from
+(checkpoint, store or audio folder, split, corpus): ``evaluate --predictions`` reads it to score
+them against that corpus's own multi-match annotations.
+
+Both files hold one row per distinct caption (a repeated caption is written once, like the
+baseline), so a split with repeated captions gives fewer rows than captions; the log says so.
 """
 
 from __future__ import annotations
@@ -55,6 +60,29 @@ def open_source(cfg: PredictConfig):
     return src, cfg.batch_size, src.failures
 
 
+def default_name(checkpoint: str | Path) -> str:
+    """The run folder's name, as the baseline (``runs/heads/heads.pt`` -> ``heads``); for a
+    Lightning checkpoint in ``<run>/checkpoints/`` the run plus the file stem
+    (``runs/ft/checkpoints/last.ckpt`` -> ``ft_last``), so best and last do not overwrite each other."""
+    path = Path(checkpoint).resolve()
+    folder = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return folder.name if path.stem == "heads" else f"{folder.name}_{path.stem}"
+
+
+def source_record(cfg: PredictConfig, files: list[Path], counts: dict[str, int]) -> dict:
+    """What ``predict`` ranked, for ``evaluate --predictions`` (see :mod:`audioret.evaluate.annotations`)."""
+    from audioret.evaluate.annotations import corpus_of_store
+
+    info: dict = {"checkpoint": str(Path(cfg.checkpoint).resolve()), "files": [p.name for p in files],
+                  "counts": counts}
+    if cfg.store is not None:
+        ref = corpus_of_store(cfg.store, cfg.split)
+        corpus = {"name": ref.name, "data_path": str(ref.data_path) if ref.data_path else None}
+        return {**info, "store": str(Path(cfg.store).resolve()), "split": cfg.split, "corpus": corpus}
+    return {**info, "audio_dir": str(Path(cfg.audio_dir).resolve()), "captions": str(Path(cfg.captions).resolve()),
+            "split": None, "corpus": None}
+
+
 def write_skipped(path: Path, failures: dict[str, str]) -> Path | None:
     """``file_name,reason`` of the left-out audio files; a stale list from an earlier run is removed."""
     from audioret.evaluate.submission import atomic_writer
@@ -74,6 +102,7 @@ def write_skipped(path: Path, failures: dict[str, str]) -> Path | None:
 def run(cfg: PredictConfig) -> list[Path]:
     """Embed captions and audio with the checkpoint and write the files; returns their paths."""
     from audioret.evaluate import metrics as M
+    from audioret.evaluate.annotations import write_record
     from audioret.evaluate.model import embed_all
     from audioret.evaluate.submission import write_ranked_blocks, write_score_matrix_blocks
 
@@ -82,7 +111,7 @@ def run(cfg: PredictConfig) -> list[Path]:
     text = embed_all(src.embed_text, len(src.captions), batch)
     audio = embed_all(src.embed_audio, len(src.audio_fnames), batch)
     block, _, _ = M.embedding_blocks(text, audio, cfg.device)
-    name = cfg.name or Path(cfg.checkpoint).resolve().parent.name
+    name = cfg.name or default_name(cfg.checkpoint)
     out = Path(cfg.out)
     written = []
     if cfg.matrix:
@@ -96,11 +125,24 @@ def run(cfg: PredictConfig) -> list[Path]:
                                            src.audio_fnames, block, k, chunk_size=cfg.chunk_size))
     skipped = write_skipped(out / f"{name}{SKIPPED_SUFFIX}", failures)
     written += [skipped] if skipped is not None else []
+    rows = len(dict.fromkeys(src.captions))
+    counts = {"rows": rows, "captions": len(src.captions), "audios": len(src.audio_fnames),
+              "skipped_audios": len(failures)}
+    written.append(write_record(out, name, source_record(cfg, written, counts)))
     for p in written:
         log.info("wrote %s", p)
-    log.info("%d captions x %d audio files (%d skipped)", len(src.captions), len(src.audio_fnames),
-             len(failures))
+    log.info("%s", rows_message(counts))
     return written
+
+
+def rows_message(counts: dict[str, int]) -> str:
+    """The rows actually written, and why they can be fewer than the captions."""
+    rows, captions = counts["rows"], counts["captions"]
+    repeated = (f" ({captions} captions: {captions - rows} repeat an earlier caption and share its row)"
+                if rows != captions else "")
+    skipped = counts["skipped_audios"]
+    return (f"{rows} caption rows x {counts['audios']} audio files{repeated}; "
+            f"{skipped} audio file{'' if skipped == 1 else 's'} skipped")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,8 +31,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class GroundTruth:
+    """Single- and/or multi-match truth; ``origin`` says where it came from and ``hint`` what to pass
+    instead, so that a mismatch error names the flag that fixes it."""
+
     single: CaptionTable | None = None
     multi: list[Annotation] | None = None
+    origin: str = "the given annotations"
+    hint: str = "Check that the annotations belong to the corpus and split that were ranked."
 
 
 def load_ground_truth(paths: Sequence[str | Path]) -> GroundTruth:
@@ -76,16 +81,38 @@ def _first_index(items: Sequence[str]) -> dict[str, int]:
     return out
 
 
-def _fail_or_skip(bad: list[str], total: int, what: str, skip: bool) -> None:
-    if bad and not skip:
-        shown = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise ValueError(f"{len(bad)} of {total} {what} rows do not match the predictions (exact "
-                         f"comparison):\n  {shown}\nUse --skip-unmatched to score only the matching rows.")
+def _short(text: str, n: int = 160) -> str:
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _fail_or_skip(bad: list[str], total: int, what: str, skip: bool, gt: GroundTruth) -> list[str]:
+    """One-line error for unmatched ground-truth rows (which truth was used, what to pass), unless
+    ``skip``; then the notes to show (a file none of whose rows match is left out whole)."""
+    if not bad:
+        return []
+    if not skip:
+        keep = total - len(bad)
+        skip_hint = f" --skip-unmatched scores only the {keep} matching rows." if keep else ""
+        raise ValueError(f"{len(bad)} of {total} {what} rows do not match the predictions (exact comparison; "
+                         f"first: {_short(bad[0])}); ground truth: {gt.origin}. {gt.hint}{skip_hint}")
+    if len(bad) == total:
+        return [f"none of the {total} {what} rows match the predictions (first: {_short(bad[0])}); "
+                "their metrics are left out"]
+    return []
+
+
+def _check_file_names(named: set[str], listed: set[str], gt: GroundTruth, where: str) -> None:
+    """Audio names that share nothing with the ground truth are a naming mistake (a folder prefix,
+    another extension), not a score of 0: one error for both submission formats."""
+    if named and listed and not named & listed:
+        raise ValueError(f"{where}none of the {len(named)} audio file names of the ground truth appears in the "
+                         f"predictions (e.g. ground truth {min(named)!r}, predictions {min(listed)!r}); names must "
+                         f"match exactly (file name with extension, no folder); ground truth: {gt.origin}. {gt.hint}")
 
 
 def _single_pairs(table: CaptionTable, rows_of: dict[str, int], col_of: dict[str, int] | None,
-                  skip: bool) -> tuple[list[int], list[int], list[int], list[str]]:
-    """(kept caption indices, rows, cols, problems). ``col_of`` None: any file name is accepted."""
+                  skip: bool, gt: GroundTruth) -> tuple[list[int], list[int], list[int], list[str], list[str]]:
+    """(kept caption indices, rows, cols, problems, notes). ``col_of`` None: any file name is accepted."""
     keep, rows, cols, bad = [], [], [], []
     for i, (c, f) in enumerate(zip(table.captions, table.fnames)):
         if c not in rows_of:
@@ -96,48 +123,74 @@ def _single_pairs(table: CaptionTable, rows_of: dict[str, int], col_of: dict[str
             keep.append(i)
             rows.append(rows_of[c])
             cols.append(col_of[f] if col_of is not None else -1)
-    _fail_or_skip(bad, len(table.captions), "captions", skip)
-    return keep, rows, cols, bad
+    notes = _fail_or_skip(bad, len(table.captions), "caption", skip, gt)
+    return keep, rows, cols, bad, notes
+
+
+def _match_multi(gt: GroundTruth, captions: Sequence[str], fnames: Sequence[str], skip: bool,
+                 ev: Evaluation) -> M.MultiMatch | None:
+    """Multi-match rows resolved to (row, columns); unmatched rows fail or are skipped (``ev``)."""
+    if gt.multi is None:
+        return None
+    mm = M.match_annotations([(a.query, a.files) for a in gt.multi], captions, fnames, skip_unmatched=True)
+    bad = [f"annotation row {u.row} {u.query!r}: {u.reason}" for u in mm.unmatched]
+    ev.notes += _fail_or_skip(bad, len(gt.multi), "annotation", skip, gt)
+    ev.multi_queries = mm.queries
+    ev.multi_files = [[fnames[j] for j in rel] for rel in mm.relevant]
+    ev.skipped += bad
+    return mm
+
+
+def _named_files(gt: GroundTruth, rows_of: dict[str, int]) -> set[str]:
+    """Audio names the ground truth gives for the captions the predictions have."""
+    named = {f for a in gt.multi or [] if a.query in rows_of for f in a.files}
+    if gt.single is not None:
+        named |= {f for c, f in zip(gt.single.captions, gt.single.fnames) if c in rows_of}
+    return named
 
 
 def evaluate_score_matrix(sub: ScoreMatrix, gt: GroundTruth, *, ks: Sequence[int] = M.MULTI_KS,
-                          skip_unmatched: bool = False, chunk_size: int | None = None) -> Evaluation:
-    """Exact ranks and metrics from a full score matrix."""
+                          skip_unmatched: bool = False, chunk_size: int | None = None,
+                          where: str = "") -> Evaluation:
+    """Exact ranks and metrics from a full score matrix (``where``: the file, for messages)."""
     rows_of, col_of = _first_index(sub.captions), _first_index(sub.fnames)
+    _check_file_names(_named_files(gt, rows_of), set(sub.fnames), gt, where)
     ev = Evaluation(metrics={}, ranks=M.Ranks(target=None))
     targets = target_rows = None
     if gt.single is not None:
-        keep, target_rows, targets, bad = _single_pairs(gt.single, rows_of, col_of, skip_unmatched)
+        keep, target_rows, targets, bad, notes = _single_pairs(gt.single, rows_of, col_of, skip_unmatched, gt)
         ev.single_captions = [gt.single.captions[i] for i in keep]
         ev.single_fnames = [gt.single.fnames[i] for i in keep]
         ev.skipped += bad
-    mm = None
-    if gt.multi is not None:
-        mm = M.match_annotations([(a.query, a.files) for a in gt.multi], sub.captions, sub.fnames,
-                                 skip_unmatched=skip_unmatched)
-        ev.multi_queries = mm.queries
-        ev.multi_files = [[sub.fnames[j] for j in rel] for rel in mm.relevant]
-        ev.skipped += [f"annotation row {u.row} {u.query!r}: {u.reason}" for u in mm.unmatched]
-    ev.ranks = M.score_matrix_ranks(sub.scores, targets, mm.relevant if mm else None,
-                                    mm.query_index if mm else None, target_rows=target_rows,
-                                    chunk_size=chunk_size)
-    return _finish(ev, ks, n_rows=len(sub.captions), n_audios=len(sub.fnames))
+        ev.notes += notes
+    mm = _match_multi(gt, sub.captions, sub.fnames, skip_unmatched, ev)
+    if targets or (mm and mm.relevant):
+        ev.ranks = M.score_matrix_ranks(sub.scores, targets or None, mm.relevant if mm else None,
+                                        mm.query_index if mm else None, target_rows=target_rows or None,
+                                        chunk_size=chunk_size)
+    return _finish(ev, ks, gt, n_rows=len(sub.captions), n_audios=len(sub.fnames))
 
 
 def evaluate_ranked(sub: RankedLists, gt: GroundTruth, *, ks: Sequence[int] = M.MULTI_KS,
-                    skip_unmatched: bool = False) -> Evaluation:
-    """Ranks from a top-K list: exact up to K, anything unlisted counts as rank > K."""
+                    skip_unmatched: bool = False, where: str = "") -> Evaluation:
+    """Ranks from a top-K list: exact up to K, anything unlisted counts as rank > K.
+
+    A list that names none of the ground truth's audio files is an error (a naming mistake would
+    otherwise score 0 for every query), as it is for a score matrix."""
     rows_of = _first_index(sub.captions)
     pos = [{f: p for p, f in enumerate(r, start=1)} for r in sub.ranked]
     beyond = sub.k + 1
     ev = Evaluation(metrics={}, ranks=M.Ranks(target=None, max_rank=sub.k))
+    _check_file_names(_named_files(gt, rows_of), {f for r in sub.ranked for f in r}, gt, where)
     if gt.single is not None:
-        keep, rows, _, bad = _single_pairs(gt.single, rows_of, None, skip_unmatched)
+        keep, rows, _, bad, notes = _single_pairs(gt.single, rows_of, None, skip_unmatched, gt)
         ev.single_captions = [gt.single.captions[i] for i in keep]
         ev.single_fnames = [gt.single.fnames[i] for i in keep]
-        ev.ranks.target = torch.tensor([pos[r].get(f, beyond) for r, f in zip(rows, ev.single_fnames)],
-                                       dtype=torch.long)
+        if keep:
+            ev.ranks.target = torch.tensor([pos[r].get(f, beyond) for r, f in zip(rows, ev.single_fnames)],
+                                           dtype=torch.long)
         ev.skipped += bad
+        ev.notes += notes
     if gt.multi is not None:
         bad = []
         for n, a in enumerate(gt.multi):
@@ -151,34 +204,47 @@ def evaluate_ranked(sub: RankedLists, gt: GroundTruth, *, ks: Sequence[int] = M.
             ev.multi_files.append(files)
             ev.ranks.relevant.append([pos[r].get(f, beyond) for f in files])
             ev.ranks.query_index.append(r)
-        _fail_or_skip(bad, len(gt.multi), "annotation", skip_unmatched)
+        ev.notes += _fail_or_skip(bad, len(gt.multi), "annotation", skip_unmatched, gt)
         ev.skipped += bad
     missing = M.uncomputable_keys(ev.ranks, multi_ks=ks)
     if missing:
-        ev.notes.append(f"ranked list has K={sub.k}: {', '.join(missing)} need a longer list "
+        ev.notes.append(f"the ranked list has K={sub.k} columns: {', '.join(missing)} need a longer list "
                         "(R@10/mAP@10 need K >= 10, mAP@16_multi needs K >= 16) and are left out")
-    return _finish(ev, ks, n_rows=len(sub.captions), n_audios=None)
+    return _finish(ev, ks, gt, n_rows=len(sub.captions), n_audios=None)
 
 
-def _finish(ev: Evaluation, ks: Sequence[int], *, n_rows: int, n_audios: int | None) -> Evaluation:
+def _finish(ev: Evaluation, ks: Sequence[int], gt: GroundTruth, *, n_rows: int,
+            n_audios: int | None) -> Evaluation:
     ev.metrics = M.metrics_from_ranks(ev.ranks, multi_ks=ks)
     ev.counts = {"prediction_rows": n_rows, "single_queries": len(ev.single_captions),
                  "multi_queries": len(ev.multi_queries), "skipped_rows": len(ev.skipped)}
     if n_audios is not None:
         ev.counts["audios"] = n_audios
     if not ev.metrics:
-        raise ValueError("no metric could be computed: give --annotations with a captions CSV and/or a "
-                         "multi-match annotation CSV that match the predictions")
+        raise ValueError(_nothing_scored(ev, gt))
     return ev
+
+
+def _nothing_scored(ev: Evaluation, gt: GroundTruth) -> str:
+    """Why no metric came out, and what to pass."""
+    if ev.skipped and not ev.single_captions and not ev.multi_queries:
+        return (f"--skip-unmatched left nothing to score: none of the {len(ev.skipped)} ground-truth rows "
+                f"match the predictions (first: {_short(ev.skipped[0])}); ground truth: {gt.origin}. {gt.hint}")
+    if ev.ranks.max_rank is not None and ev.notes:
+        return (f"no metric can be computed: {ev.notes[-1]}; score the full score matrix <name>.csv instead, "
+                "or a longer list (predict --top-k 16, on a split of at least 16 audio files)")
+    return (f"no metric can be computed: ground truth: {gt.origin}; pass --annotations with a Clotho captions "
+            "CSV and/or a multi-match annotation CSV that match the predictions")
 
 
 def evaluate_predictions(path: str | Path, gt: GroundTruth, *, ks: Sequence[int] = M.MULTI_KS,
                          skip_unmatched: bool = False, chunk_size: int | None = None) -> Evaluation:
     """Score a submission file (score matrix or ranked list) without any model."""
+    where = f"{path}: "
     if submission_kind(path) == "matrix":
         return evaluate_score_matrix(read_score_matrix(path), gt, ks=ks, skip_unmatched=skip_unmatched,
-                                     chunk_size=chunk_size)
-    return evaluate_ranked(read_ranked(path), gt, ks=ks, skip_unmatched=skip_unmatched)
+                                     chunk_size=chunk_size, where=where)
+    return evaluate_ranked(read_ranked(path), gt, ks=ks, skip_unmatched=skip_unmatched, where=where)
 
 
 def evaluate_embeddings(text_emb: torch.Tensor, audio_emb: torch.Tensor, captions: Sequence[str],
@@ -197,28 +263,26 @@ def evaluate_embeddings(text_emb: torch.Tensor, audio_emb: torch.Tensor, caption
     if caption_fnames is not None:
         table = CaptionTable(list(captions), list(caption_fnames))
         rows_of = {c: i for i, c in enumerate(captions)}  # each caption scores on its own row
-        keep, _, targets, bad = _single_pairs(table, rows_of, col_of, skip_unmatched)
+        keep, _, targets, bad, notes = _single_pairs(table, rows_of, col_of, skip_unmatched, gt)
         rows = keep
         ev.single_captions = [captions[i] for i in keep]
         ev.single_fnames = [caption_fnames[i] for i in keep]
         ev.skipped += bad
+        ev.notes += notes
     elif gt.single is not None:
-        keep, rows, targets, bad = _single_pairs(gt.single, _first_index(captions), col_of, skip_unmatched)
+        keep, rows, targets, bad, notes = _single_pairs(gt.single, _first_index(captions), col_of,
+                                                        skip_unmatched, gt)
         ev.single_captions = [gt.single.captions[i] for i in keep]
         ev.single_fnames = [gt.single.fnames[i] for i in keep]
         ev.skipped += bad
-    mm = None
-    if gt.multi is not None:
-        mm = M.match_annotations([(a.query, a.files) for a in gt.multi], captions, audio_fnames,
-                                 skip_unmatched=skip_unmatched)
-        ev.multi_queries = mm.queries
-        ev.multi_files = [[audio_fnames[j] for j in rel] for rel in mm.relevant]
-        ev.skipped += [f"annotation row {u.row} {u.query!r}: {u.reason}" for u in mm.unmatched]
+        ev.notes += notes
+    mm = _match_multi(gt, captions, audio_fnames, skip_unmatched, ev)
     block, Q, A = M.embedding_blocks(text_emb, audio_emb, device)
-    ev.ranks = M.ranks_from_blocks(block, Q, A, targets, mm.relevant if mm else None,
-                                   mm.query_index if mm else None, target_rows=rows,
-                                   chunk_size=chunk_size, device=device, check_finite=False)
-    return _finish(ev, ks, n_rows=Q, n_audios=A)
+    if targets or (mm and mm.relevant):
+        ev.ranks = M.ranks_from_blocks(block, Q, A, targets or None, mm.relevant if mm else None,
+                                       mm.query_index if mm else None, target_rows=rows or None,
+                                       chunk_size=chunk_size, device=device, check_finite=False)
+    return _finish(ev, ks, gt, n_rows=Q, n_audios=A)
 
 
 # --------------------------------------------------------------------------- output
@@ -249,7 +313,7 @@ def write_report(out_dir: str | Path, ev: Evaluation, *, ks: Sequence[int] = M.M
                 for f_, r in zip(files, ranks):
                     w.writerow([q, f_, r, *aps])
         os.replace(out / ".ranks_multi.csv.tmp", out / "ranks_multi.csv")
-    payload = {"metrics": ev.metrics, "counts": ev.counts, "rank_limit": ev.ranks.max_rank,
+    payload = {"metrics": M.ordered_metrics(ev.metrics), "counts": ev.counts, "rank_limit": ev.ranks.max_rank,
                "tie_rule": "descending score, equal scores ranked by ascending audio index",
                "notes": ev.notes, "skipped": ev.skipped, **(extra or {})}
     path = out / "metrics.json"
@@ -258,14 +322,13 @@ def write_report(out_dir: str | Path, ev: Evaluation, *, ks: Sequence[int] = M.M
 
 
 def metrics_table(ev: Evaluation, title: str = "retrieval metrics"):
-    """A rich Table: multi-match (ranking metric first), then single-match metrics, in percent."""
+    """A rich Table in report order (:func:`metrics.metric_sort_key`: mAP@16_multi, mAP@10_multi,
+    mAP@10, R@1, R@5, R@10), in percent."""
     from rich.table import Table
     t = Table(title=title)
     t.add_column("metric")
     t.add_column("value (%)", justify="right")
-    order = sorted(ev.metrics, key=lambda k: (not k.endswith("_multi"), -int(k.split("@")[1].split("_")[0])
-                                              if k.endswith("_multi") else 0, k))
-    for k in order:
+    for k in sorted(ev.metrics, key=M.metric_sort_key):
         t.add_row(k, f"{100 * ev.metrics[k]:.2f}")
     t.caption = ", ".join(f"{k}={v}" for k, v in ev.counts.items())
     return t

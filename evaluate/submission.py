@@ -38,9 +38,17 @@ MATRIX_INDEX = "index"
 RANKED_CAPTION = "caption"
 
 
+def umask_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (0o666 less the process umask)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 @contextmanager
 def atomic_writer(path: str | Path) -> Iterator[csv.writer]:
-    """A csv writer on a temp file next to ``path``; renamed over ``path`` only on success."""
+    """A csv writer on a temp file next to ``path``; renamed over ``path`` only on success.
+    The file gets the umask's mode like any other output (mkstemp alone would leave it 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -48,6 +56,7 @@ def atomic_writer(path: str | Path) -> Iterator[csv.writer]:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             yield csv.writer(f)
             f.flush()
+            os.fchmod(f.fileno(), umask_mode())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

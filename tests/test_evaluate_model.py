@@ -85,7 +85,7 @@ def test_predict_writes_submissions_that_score_like_the_model(store_and_ckpt, tm
     out = tmp_path / "pred"
     assert predict_main(["--checkpoint", str(ckpt), "--store", str(store), "--out", str(out),
                          "--name", "run", "--top-k", "5"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["run.csv", "run_top5.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["run.csv", "run_source.json", "run_top5.csv"]
     direct = tmp_path / "direct"
     main(["--checkpoint", str(ckpt), "--store", str(store), "--annotations", str(ann), "--out", str(direct)])
     want = json.loads((direct / "metrics.json").read_text())["metrics"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -117,7 +118,7 @@ def _read(path):
         return list(csv.reader(f))
 
 
-def test_predict_folder_with_baseline_flags(heads_ckpts, store, synth_corpus, tmp_path):
+def test_predict_folder_with_baseline_flags(heads_ckpts, store, synth_corpus, tmp_path, caplog):
     heads_ckpt = heads_ckpts["sequence"]
     folder = tmp_path / "retrieval_audio"
     folder.mkdir()
@@ -135,9 +136,15 @@ def test_predict_folder_with_baseline_flags(heads_ckpts, store, synth_corpus, tm
     argv = ["--load_ckpt_path", str(heads_ckpt), "--retrieval_audio_path", str(folder),
             "--retrieval_captions", str(captions), "--predictions_path", str(out), "--top-k", "3",
             "--num-workers", "0"]
-    assert predict_main(argv) == 0
+    with caplog.at_level(logging.INFO, logger="audioret.evaluate.predict"):
+        assert predict_main(argv) == 0
     name = "run"  # the checkpoint's parent folder, as the baseline names it
-    assert sorted(p.name for p in out.iterdir()) == [f"{name}.csv", f"{name}_skipped.csv", f"{name}_top3.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [f"{name}.csv", f"{name}_skipped.csv", f"{name}_source.json",
+                                                     f"{name}_top3.csv"]
+    assert "3 caption rows x 4 audio files; 1 audio file skipped" in caplog.text  # the repeated query: once
+    record = json.loads((out / f"{name}_source.json").read_text())
+    assert record["counts"] == {"rows": 3, "captions": 3, "audios": 4, "skipped_audios": 1}
+    assert record["audio_dir"] == str(folder.resolve()) and record["corpus"] is None
     matrix = _read(out / f"{name}.csv")
     audio_names = sorted(p.name for p in folder.iterdir() if p.suffix == ".wav" and p.name != "broken.wav")
     assert matrix[0] == ["index", *audio_names]
