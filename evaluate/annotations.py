@@ -26,8 +26,8 @@ from typing import Any
 RECORD_SUFFIX = "_source.json"
 RECORD_FORMAT = "audioret-predictions"
 MULTI_MATCH_SPLIT = "eval"
-CORPUS_FILE_HINT = ("pass --annotations CORPUS/metadata_eval.csv (the corpus's multi-match file; a synthetic "
-                    "corpus such as the demo's writes it at its root) or --data-path CORPUS")
+CORPUS_FILE_HINT = ("pass --annotations CORPUS/metadata_eval.csv (synthetic corpora write it at their root, "
+                    "e.g. demo/corpus/metadata_eval.csv) or --data-path CORPUS")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class AnnotationChoice:
     hint: str
 
 
-def corpus_of_store(store: str | Path, split: str) -> CorpusRef:
+def corpus_of_store(store: str | Path, split: str | None) -> CorpusRef:
     """The corpus a store was extracted from (``metadata.corpus``: name, resolved data path)."""
     from audioret.store import open_store
 
@@ -124,7 +124,8 @@ def choose_annotations(explicit: list[Path], corpus: CorpusRef | None) -> Annota
     if corpus is not None and corpus.name not in (None, "clotho"):
         return AnnotationChoice([], f"no multi-match annotations: {corpus.via} is {corpus.name!r}, not Clotho, "
                                 "and has no metadata_eval.csv",
-                                "Pass --annotations FILE (a multi-match query,audio_filenames CSV or a Clotho captions CSV).")
+                                "Pass --annotations FILE (a multi-match query,audio_filenames CSV or a Clotho "
+                                "captions CSV).")
     return AnnotationChoice([shipped_annotations()], _shipped_origin(corpus),
                             f"If the ranked split is not Clotho eval, {CORPUS_FILE_HINT}.")
 

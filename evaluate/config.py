@@ -21,15 +21,16 @@ class EvaluateConfig:
                                       "(index,<audio>...) or a ranked list (caption,fname_1..fname_K)")
     annotations: list[Path] = option(default_factory=list, help="ground truth, one or more CSVs: multi-match "
                                      "annotations (query,audio_filenames) and/or Clotho captions "
-                                     "(file_name,caption_1..caption_5); default: the ranked corpus's own "
-                                     "metadata_eval.csv (corpus from --data-path, the --store's metadata, or "
-                                     "the <name>_source.json predict writes beside --predictions), else the "
-                                     "shipped Clotho-eval multi-match annotations")
+                                     "(file_name,caption_1..caption_5) (default: the ranked corpus's own "
+                                     "metadata_eval.csv, the corpus named by --data-path, the --store's metadata "
+                                     "or the <name>_source.json predict writes beside --predictions; else the "
+                                     "shipped Clotho-eval multi-match annotations)")
     out: Path | None = option(None, "folder for metrics.json, ranks_single.csv, ranks_multi.csv")
     ks: list[int] = option(default_factory=lambda: [10, 16], help="multi-match cutoffs k for mAP@k_multi",
                            unit="ranks")
     skip_unmatched: bool = option(False, "score only the ground-truth rows that match the predictions "
-                                  "exactly (default: stop with a list of the unmatched rows)")
+                                  "exactly; --out's metrics.json lists the skipped rows (default: stop with "
+                                  "an error naming the first unmatched row)")
     chunk_size: int | None = option(None, "query rows per score block (default: blocks of about 128 MB)",
                                     unit="rows")
     checkpoint: Path | None = option(None, "model checkpoint to evaluate: heads (train-heads) or a finetune "
