@@ -136,7 +136,8 @@ def _reuse(record: Path, name: str, inputs: dict[str, Any]) -> Step | None:
         saved = json.loads(record.read_text())
     except json.JSONDecodeError:
         return None
-    if saved.get("inputs") != inputs:
+    recorded = {k: v for k, v in (saved.get("inputs") or {}).items() if k not in PRESENTATION_KEYS}
+    if recorded != inputs:  # records written before progress left the inputs still match
         return None
     return Step(name, inputs, saved.get("result", {}), saved.get("wall_s", 0.0), reused=True)
 

@@ -50,6 +50,9 @@ def test_run_step_reruns_when_inputs_change(tmp_path):
     assert run_step(tmp_path, "s", {"a": 1}, make).result == {"n": 1}
     assert run_step(tmp_path, "s", {"a": 1}, make).reused
     assert run_step(tmp_path, "s", {"a": 2}, make).result == {"n": 2}
+    # a record that still lists a presentation setting (older demo versions) is reused
+    (tmp_path / "s.json").write_text(json.dumps({"inputs": {"a": 3, "progress": False}, "result": {"n": 9}}))
+    assert run_step(tmp_path, "s", {"a": 3}, make).result == {"n": 9}
 
 
 def _one_line_error(capsys) -> str:
