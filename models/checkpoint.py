@@ -23,6 +23,7 @@ Warm start for finetune: ``load_heads(path).audio.state_dict()`` / ``.text`` (sa
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from pathlib import Path
 from typing import Any
 
@@ -109,22 +110,55 @@ def load_heads(path: str | Path, map_location: str | torch.device = "cpu") -> Re
     return heads.to(map_location).eval()
 
 
-def _torch_load(path: Path) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
-        return torch.load(path, map_location="cpu", weights_only=False)
+# The only non-builtin types a checkpoint may hold besides tensors and containers: paths (a seed or
+# user config may keep a Path in its hyper-parameters). torch's weights_only unpickler allows the
+# rest of what audioret and Lightning 2.x write (dicts, lists, numbers, strings, tensors).
+SAFE_GLOBALS: tuple[type, ...] = (pathlib.PosixPath, pathlib.PurePosixPath, pathlib.WindowsPath,
+                                  pathlib.PureWindowsPath)
+
+
+class UnsafeCheckpointError(ValueError):
+    """A checkpoint that needs Python objects outside the allow-list to load (it could run code)."""
+
+
+def safe_torch_load(path: str | Path, *, mmap: bool = True) -> Any:
+    """``torch.load(weights_only=True)`` with audioret's allow-list: a file is never unpickled into code."""
+    with torch.serialization.safe_globals(list(SAFE_GLOBALS)):
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError as err:
+            if not mmap or "mmap" not in str(err):
+                raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) files
+
+
+def _refused(err: BaseException) -> str | None:
+    """What a weights_only refusal names (e.g. "unsupported GLOBAL posix.system"), None for other failures."""
+    text = str(err)
+    if "Weights only load failed" not in text and "WeightsUnpickler" not in text:
+        return None
+    for line in text.splitlines():
+        if "GLOBAL" in line or "WeightsUnpickler error:" in line:
+            return " ".join(line.replace("WeightsUnpickler error:", "").split()).rstrip(".")
+    return "objects outside the allow-list"
 
 
 def load_checked(path: str | Path, what: str) -> Any:
-    """``torch.load`` of a checkpoint whose failures (missing, truncated, not a torch file) name the
-    file and what was expected (``what``), instead of a bare unpickling traceback."""
+    """``safe_torch_load`` of a checkpoint whose failures (missing, truncated, not a torch file, holding
+    code) name the file and what was expected (``what``), instead of a bare unpickling traceback."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected {what})")
     try:
-        return _torch_load(path)
+        return safe_torch_load(path)
     except Exception as err:  # noqa: BLE001 - re-raised naming the file
+        refused = _refused(err)
+        if refused is not None:
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load: the file holds Python objects other than tensors, numbers, "
+                f"strings and paths ({refused}), which could run code, and audioret never unpickles code "
+                f"from a checkpoint. Expected {what}; if you wrote the file yourself, save only plain "
+                "types (a state_dict and dicts of str/int/float)") from None
         raise ValueError(f"{path}: cannot be read by torch.load ({type(err).__name__}: {err}); expected "
                          f"{what}. Is the file complete (not truncated by a crash or a copy)?") from None
 
