@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import time
 
 from audioret.config import add_config_args, config_from_namespace, plain
+from audioret.errors import report_user_error, user_error_types
 
-from .base import CorpusError, CorpusSplit
+from .base import CorpusSplit
 from .config import ListConfig, SynthConfig
 from .registry import load_corpus
 from .synth import multi_match_annotations_path, write_corpus
@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
             run_synth(config_from_namespace(SynthConfig, ns))
         else:
             run_list(config_from_namespace(ListConfig, ns))
-    except CorpusError as exc:
-        print(f"audioret corpus {ns.command}: error: {exc}", file=sys.stderr)
-        return 1
+    except user_error_types() as exc:  # like every stage: one line, exit 2
+        return report_user_error(f"audioret corpus {ns.command}", exc)
     return 0

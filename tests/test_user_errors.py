@@ -149,3 +149,11 @@ def test_report_user_error_prints_one_line_even_for_multi_line_messages(capsys):
     assert printed.count("\n") == 1 and printed.startswith("audioret extract: error: store s.zarr")
     assert "audio_encoder.name: store has 'beats', expected 'tiny-beats'; codec:" in printed
     assert printed.rstrip().endswith("; pass --overwrite (audioret extract) to replace the store")
+
+
+def test_corpus_list_on_missing_data_is_one_line_exit_2(tmp_path, capsys):
+    from audioret.corpora.cli import main as corpus_main
+
+    assert corpus_main(["list", "--corpus", "clotho", "--data-path", str(tmp_path / "none"), "--split", "dev"]) == 2
+    err = capsys.readouterr().err
+    assert err.rstrip("\n").splitlines()[-1].startswith("audioret corpus list: error: clotho dev:")
