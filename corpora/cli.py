@@ -8,6 +8,7 @@ import time
 
 from audioret.config import add_config_args, config_from_namespace, plain
 from audioret.errors import report_user_error, user_error_types
+from audioret.logs import setup_logging
 
 from .base import CorpusSplit
 from .config import ListConfig, SynthConfig
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     ns = build_parser().parse_args(argv)
     try:
         if ns.command == "synth":

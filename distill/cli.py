@@ -7,10 +7,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from audioret.config import build_parser, config_from_namespace
 from audioret.errors import report_user_error, user_error_types
+from audioret.logs import setup_logging
 
 from .config import DistillRunConfig, TeachersConfig
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help") or args[0] not in ("teachers", "run"):
         print(USAGE)
         return 0 if args and args[0] in ("-h", "--help") else 2
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     command, rest = args[0], args[1:]
     if command == "teachers":
         parser = build_parser(TeachersConfig, "audioret distill teachers")

@@ -107,7 +107,9 @@ def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dic
 
 def guarded_main(config_cls: type, run_fn, argv: list[str] | None, prog: str) -> int:
     """Parse flags into ``config_cls``, call ``run_fn(cfg)``; expected user errors exit 2 with one line."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from audioret.logs import setup_logging
+
+    setup_logging()
     cfg = parse_config(config_cls, argv, prog=prog)
     from audioret.errors import report_user_error, user_error_types
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import logging
-
 from audioret.config import parse_config
 from audioret.errors import report_user_error, user_error_types
+from audioret.logs import setup_logging
 
 from .config import ExtractConfig
 
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(ExtractConfig, argv, prog="audioret extract")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from .pipeline import run
 
     try:

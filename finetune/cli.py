@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import json
-import logging
 
 from audioret.config import parse_config
+from audioret.logs import setup_logging
 
 from .config import FinetuneConfig
 
@@ -17,7 +17,7 @@ def parse_args(argv: list[str] | None = None) -> FinetuneConfig:
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     from audioret.errors import report_user_error, user_error_types
 
     from .run import run

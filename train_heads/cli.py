@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 from audioret.config import build_parser, config_from_namespace
+from audioret.logs import setup_logging
 
 from .config import TrainHeadsConfig
 
@@ -35,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_namespace(TrainHeadsConfig, parser.parse_args(argv))
     if cfg.store is None:
         parser.error("--store is required (a feature store written by `audioret extract`)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lightning.pytorch").propagate = False  # it has its own handler: no double lines
+    setup_logging()
     from audioret.errors import report_user_error, user_error_types
 
     from .run import run
