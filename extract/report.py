@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,6 +12,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
     TimeRemainingColumn
 from rich.table import Table
+
+from audioret.logs import format_duration
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -83,14 +88,29 @@ class ModelTimer:
         return self.seconds
 
 
-class ExtractProgress:
-    """A rich progress bar per table: items, items/s, audio hours/s, failures, ETA."""
+@dataclass
+class _PlainTask:
+    """One table's state for the off-terminal progress lines."""
 
-    def __init__(self, enabled: bool, console: Console | None = None) -> None:
+    name: str
+    total: int
+    last_time: float
+    last_done: int = 0
+
+
+class ExtractProgress:
+    """Progress of each table: a rich bar (items, items/s, audio hours/s, failures, ETA) when the console
+    is a terminal; otherwise (a SLURM log, a pipe) a plain log line every ``every_fraction`` of the table
+    or every ``every_seconds``, whichever comes first, and one when the table is done."""
+
+    def __init__(self, enabled: bool, console: Console | None = None, *, every_fraction: float = 0.25,
+                 every_seconds: float = 30.0) -> None:
         self.console = console or Console(stderr=True)
         self.enabled = enabled
+        self.every_fraction, self.every_seconds = every_fraction, every_seconds
         self._progress: Progress | None = None
-        if enabled:
+        self._plain: dict[int, _PlainTask] = {}
+        if enabled and self.console.is_terminal:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]:.1f} items/s"), TextColumn("{task.fields[hours]:.3f} audio h/s"),
@@ -107,16 +127,36 @@ class ExtractProgress:
             self._progress.stop()
 
     def task(self, name: str, total: int) -> int | None:
-        if self._progress is None:
+        if not self.enabled:
             return None
+        if self._progress is None:
+            key = len(self._plain)
+            self._plain[key] = _PlainTask(name, total, time.perf_counter())
+            return key
         return self._progress.add_task(name, total=total, rate=0.0, hours=0.0, failed=0)
 
     def update(self, task: int | None, stats: TableStats, started: float) -> None:
-        if self._progress is None or task is None:
+        if not self.enabled or task is None:
             return
         dt = max(time.perf_counter() - started, 1e-9)
+        if self._progress is None:
+            self._plain_line(self._plain[task], stats, dt)
+            return
         self._progress.update(task, completed=stats.processed, rate=stats.processed / dt,
                               hours=stats.audio_seconds / 3600.0 / dt, failed=stats.failed)
+
+    def _plain_line(self, t: _PlainTask, stats: TableStats, dt: float) -> None:
+        now, done = time.perf_counter(), stats.processed
+        step = max(1, int(t.total * self.every_fraction))
+        due = done >= t.total or done - t.last_done >= step or now - t.last_time >= self.every_seconds
+        if not due or done == t.last_done:
+            return
+        t.last_time, t.last_done = now, done
+        rate = done / dt
+        eta = format_duration((t.total - done) / rate) if rate > 0 else "?"
+        share = f" ({100 * done / t.total:.0f}%)" if t.total else ""
+        log.info("%s: %d/%d items%s, %.1f items/s, %.3f audio h/s, %d failed, elapsed %s, ETA %s", t.name, done,
+                 t.total, share, rate, stats.audio_seconds / 3600.0 / dt, stats.failed, format_duration(dt), eta)
 
 
 def summary_table(stats: list[TableStats]) -> Table:

@@ -6,11 +6,24 @@ spellings work; booleans take ``--x`` / ``--no-x``. The resolved config is the c
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from audioret.config import option
+
+SEED_WORKERS = 16  # the baseline's --n_workers default
+
+
+def default_workers() -> int:
+    """The seed's 16 DataLoader workers, capped at the CPU cores this process may use (a 2-core
+    machine gets 2, not 16 processes fighting over two cores)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(SEED_WORKERS, cores))
 
 
 @dataclass
@@ -38,7 +51,9 @@ class FinetuneConfig:
                                             "default), False = without AudioCaps clips")
     roberta_base: bool = option(False, "use roberta-base instead of roberta-large")
     devices: str = option("auto", "Lightning devices (auto, a count like 4, or a list like 0,1)")
-    n_workers: int = option(16, "DataLoader workers (0 = load in the main process)")
+    n_workers: int = option(default_factory=default_workers, flags=("--num-workers", "--num_workers"),
+                            help="DataLoader workers (0 = load in the main process); the seed's 16, capped at "
+                                 "the CPU cores available here")
     precision: str = option("16-mixed", "Lightning precision (baseline: 16-mixed, which falls back to 32-true without "
                                          "CUDA); auto = bf16-mixed where supported, 16-mixed on Turing, 32-true on CPU")
     train: bool = option(True, "run training")
@@ -81,5 +96,9 @@ class FinetuneConfig:
     decode_retries: int = option(10, "a clip that fails to decode is replaced by another random clip; "
                                      "give up after this many failures in a row", unit="tries")
     val_every_n_epochs: int = option(1, "validate every n epochs", unit="epochs")
-    checkpoint_every_n_steps: int = option(0, "also save last.ckpt every n steps (mid-epoch resume; 0 = "
-                                              "at epoch ends only)", unit="steps")
+    checkpoint_every_n_steps: int = option(0, "also refresh checkpoints/last.ckpt every n optimizer steps "
+                                              "within an epoch (resume a long epoch mid-way with "
+                                              "--resume_ckpt_path .../last.ckpt; 0 = at epoch ends only)",
+                                           unit="steps")
+    progress: bool = option(True, "show progress: a rich bar on a terminal, one log line per epoch otherwise "
+                                  "(SLURM logs, pipes)")

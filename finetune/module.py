@@ -150,7 +150,8 @@ class FinetuneModule(L.LightningModule):
         self._outputs = []
         self.eval_results[prefix] = metrics
         for k, v in metrics.items():
-            self.log(f"{prefix}/{k}", v, sync_dist=False, rank_zero_only=False)
+            self.log(f"{prefix}/{k}", v, sync_dist=False, rank_zero_only=False,
+                     prog_bar=prefix == "val" and k == "mAP@10")  # shown in the progress bar
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -3,25 +3,39 @@
 Outputs in the run folder (``--out``, default ``<checkpoints_path>/finetune-<time>``)::
 
     config.json                 the resolved FinetuneConfig
-    checkpoints/epoch=N.ckpt    best by val/mAP@10;  checkpoints/last.ckpt (and step=N.ckpt if asked)
+    checkpoints/epoch=N.ckpt    best by val/mAP@10
+    checkpoints/last.ckpt       the state after the latest epoch (and, with --checkpoint_every_n_steps,
+                                after the latest n-th step): resume with --resume_ckpt_path .../last.ckpt
     metrics.json                {"test_last": {...}, "test_best": {...}, "val_best": ..., "best_checkpoint": ...}
-    logs/                       Lightning CSV logs (train/loss, train/lr, val/*, test/*)
+    logs/metrics.csv            Lightning CSV logs (train/loss, train/lr, val/*, test/*); a resume appends
+
+Everything that can fail on a user's input (flags, corpora, checkpoints, store) is checked and loaded
+before the run folder is created; a start that still fails before training removes the folder it made.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from audioret.config import atomic_write_text, save_json, to_dict
+from audioret.logs import tame_lightning
 from audioret.models.precision import choose_precision
+from audioret.models.progress import progress_callbacks
+from audioret.models.trainer_checkpoints import AtomicCheckpointIO, LastCheckpoint
 
 from .config import FinetuneConfig
 from .data import (EvalClips, LiveAudio, ResumableBatchSampler, ResumableLoader, StoreAudio, TrainPairs,
@@ -47,6 +61,10 @@ def validate(cfg: FinetuneConfig) -> None:
                          "audioret.corpora yet; use the default WavCaps 'audioset' subset")
     if cfg.batch_size < 2:
         raise ValueError(f"--batch_size {cfg.batch_size}: a contrastive batch needs at least 2 items")
+    for flag, path in (("--resume_ckpt_path", cfg.resume_ckpt_path), ("--load_ckpt_path", cfg.load_ckpt_path),
+                       ("--init-heads", cfg.init_heads), ("--distill-from", cfg.distill_from)):
+        if path is not None and not Path(path).exists():
+            raise FileNotFoundError(f"{flag} {path}: no such file; check the path")
 
 
 def parse_devices(devices: str) -> Any:
@@ -215,11 +233,40 @@ def build_module(cfg: FinetuneConfig) -> FinetuneModule:
     return module
 
 
-def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any]:
+class AppendingWriter(ExperimentWriter):
+    """Lightning's CSV writer, but an existing metrics.csv is continued (Lightning deletes it)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = list(next(csv.reader(f), []))
+
+
+class AppendingCSVLogger(CSVLogger):
+    """``<out>/logs/metrics.csv`` that a resumed run appends to, so the epochs before it stay."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = AppendingWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+def csv_logger(out: Path, *, append: bool) -> CSVLogger:
+    """Lightning's CSV logger in ``<out>/logs`` (appending on a resume)."""
+    cls = AppendingCSVLogger if append else CSVLogger
+    return cls(out, name="logs", version="")
+
+
+def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any, LastCheckpoint]:
+    """The Trainer with its checkpoint callbacks: the best epoch by val/mAP@10 (``epoch=N.ckpt``) and
+    ``last.ckpt`` (latest epoch, and every --checkpoint_every_n_steps steps), both written atomically."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.strategies import DDPStrategy
 
+    tame_lightning()
     devices = parse_devices(cfg.devices)
     cuda = torch.cuda.is_available()
     many = cfg.num_nodes > 1 or (cuda and (devices == "auto" and torch.cuda.device_count() > 1
@@ -227,12 +274,10 @@ def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any]:
                                            or isinstance(devices, int) and devices > 1))
     validates = cfg.limit_val_batches != 0
     best = ModelCheckpoint(dirpath=out / "checkpoints", filename="{epoch}",
-                           monitor="val/mAP@10" if validates else None, mode="max", save_top_k=1, save_last=True)
-    callbacks: list[Any] = [best]
-    if cfg.checkpoint_every_n_steps > 0:
-        callbacks.append(ModelCheckpoint(dirpath=out / "checkpoints", filename="{step}", save_top_k=1,
-                                         monitor="step", mode="max",
-                                         every_n_train_steps=cfg.checkpoint_every_n_steps))
+                           monitor="val/mAP@10" if validates else None, mode="max", save_top_k=1,
+                           save_last=False)
+    last = LastCheckpoint(out / "checkpoints", every_n_steps=cfg.checkpoint_every_n_steps)
+    show, bars = progress_callbacks(cfg.progress)
     trainer = L.Trainer(
         accelerator="auto", devices=devices, num_nodes=cfg.num_nodes,
         strategy=DDPStrategy(find_unused_parameters=False) if many else "auto",
@@ -240,10 +285,10 @@ def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any]:
         max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         check_val_every_n_epoch=cfg.val_every_n_epochs, num_sanity_val_steps=0,
-        use_distributed_sampler=False, callbacks=callbacks,
-        logger=CSVLogger(out, name="logs", version="") if cfg.logging else False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=out)
-    return trainer, best
+        use_distributed_sampler=False, callbacks=[*bars, best, last], plugins=[AtomicCheckpointIO()],
+        logger=csv_logger(out, append=cfg.resume_ckpt_path is not None) if cfg.logging else False,
+        enable_progress_bar=show, enable_model_summary=False, default_root_dir=out)
+    return trainer, best, last
 
 
 # --------------------------------------------------------------------------- run
@@ -253,34 +298,52 @@ def _test(trainer: L.Trainer, module: FinetuneModule, data: FinetuneData, ckpt: 
     return dict(module.eval_results.get("test", {}))
 
 
+@contextmanager
+def created_run_folder(out: Path) -> Iterator[Path]:
+    """Create ``out``; if what follows raises before a checkpoint exists in it, remove what this call
+    created (``out`` and any parent it made), so a failed start leaves no stray run folder. A folder
+    that existed before, or one holding a checkpoint, is kept."""
+    made = None if out.exists() else out
+    while made is not None and not made.parent.exists():
+        made = made.parent
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        yield out
+    except Exception:
+        if made is not None and not any((out / "checkpoints").glob("*.ckpt")):
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
 def run(cfg: FinetuneConfig) -> dict[str, Any]:
     """Train and/or test; returns (and writes to ``<out>/metrics.json``) the metrics."""
     from audioret.corpora import load_corpus
     from audioret.evaluate.io import read_annotations
 
+    tame_lightning()  # `import lightning` above hung its own handler: each line once
     validate(cfg)
     if cfg.seed > 0:
         L.seed_everything(cfg.seed, workers=True)
-    out = run_folder(cfg)
-    out.mkdir(parents=True, exist_ok=True)
-    save_json(cfg, out / "config.json")
-    module = build_module(cfg)
-    sources = audio_sources(cfg, module.model)
+    train = training_clips(cfg)  # corpora and annotations first: a wrong --data_path fails in seconds
     val = load_corpus("clotho", cfg.data_path, "val", download=cfg.download).clips
     test = load_corpus("clotho", cfg.data_path, "eval", download=cfg.download).clips
-    data = FinetuneData(cfg, training_clips(cfg), val, test, sources)
-    trainer, best = make_trainer(cfg, out)
-    result: dict[str, Any] = {"out": str(out), "notes": sources.notes}
-    if cfg.train:
-        trainer.fit(module, datamodule=data,
-                    ckpt_path=str(cfg.resume_ckpt_path) if cfg.resume_ckpt_path else None)
-        result["val_last"] = dict(module.eval_results.get("val", {}))
-        result["best_checkpoint"] = best.best_model_path or None
-        result["last_checkpoint"] = best.last_model_path or None
-        result["global_step"] = trainer.global_step
-    if cfg.test:
-        ann = read_annotations(multi_match_file(cfg))
-        module.annotations = [(a.query, a.files) for a in ann]
+    annotations = read_annotations(multi_match_file(cfg)) if cfg.test else None
+    module = build_module(cfg)
+    sources = audio_sources(cfg, module.model)
+    data = FinetuneData(cfg, train, val, test, sources)
+    with created_run_folder(run_folder(cfg)) as out:
+        save_json(cfg, out / "config.json")
+        trainer, best, last = make_trainer(cfg, out)
+        result: dict[str, Any] = {"out": str(out), "notes": sources.notes}
+        if cfg.train:
+            trainer.fit(module, datamodule=data,
+                        ckpt_path=str(cfg.resume_ckpt_path) if cfg.resume_ckpt_path else None)
+            result["val_last"] = dict(module.eval_results.get("val", {}))
+            result["best_checkpoint"] = best.best_model_path or None
+            result["last_checkpoint"] = str(last.path) if last.path.is_file() else None
+            result["global_step"] = trainer.global_step
+    if annotations is not None:
+        module.annotations = [(a.query, a.files) for a in annotations]
         result["multi_match_file"] = str(multi_match_file(cfg))
         result["test_last"] = _test(trainer, module, data, None)
         if cfg.train and best.best_model_path:
@@ -291,4 +354,5 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
 
 
 __all__ = ["run", "validate", "choose_precision", "parse_devices", "FinetuneData", "build_module",
-           "make_trainer", "store_expectation", "open_audio_store", "multi_match_file"]
+           "make_trainer", "store_expectation", "open_audio_store", "multi_match_file", "created_run_folder",
+           "csv_logger"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 
 import pytest
 import torch
@@ -148,12 +149,16 @@ def test_save_resume_load_round_trip(synth_corpus, tmp_path):
                   checkpoint_every_n_steps=1, train_crop="start")
     full = run(tiny_cfg(synth_corpus, out=tmp_path / "full", max_steps=3, **common))
     part = run(tiny_cfg(synth_corpus, out=tmp_path / "part", max_steps=2, **common))
-    mid = tmp_path / "part" / "checkpoints" / "step=2.ckpt"
-    assert mid.is_file() and part["global_step"] == 2
+    # last.ckpt is refreshed every step (checkpoint_every_n_steps=1): here after step 2 of 3, mid-epoch
+    assert part["global_step"] == 2 and part["last_checkpoint"].endswith("last.ckpt")
+    mid = tmp_path / "mid.ckpt"
+    shutil.copy(part["last_checkpoint"], mid)  # the resumed run refreshes last.ckpt in place
+    assert torch.load(mid, weights_only=False)["global_step"] == 2
     resumed = run(tiny_cfg(synth_corpus, out=tmp_path / "part", max_steps=3, resume_ckpt_path=mid, **common))
     assert resumed["global_step"] == full["global_step"] == 3
-    sd_full = torch.load(tmp_path / "full" / "checkpoints" / "step=3.ckpt", weights_only=False)
-    sd_res = torch.load(tmp_path / "part" / "checkpoints" / "step=3.ckpt", weights_only=False)
+    sd_full = torch.load(tmp_path / "full" / "checkpoints" / "last.ckpt", weights_only=False)
+    sd_res = torch.load(tmp_path / "part" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert sd_full["global_step"] == sd_res["global_step"] == 3
     for k, v in sd_full["state_dict"].items():  # same data position, optimizer state and LR schedule
         torch.testing.assert_close(sd_res["state_dict"][k], v, atol=1e-5, rtol=1e-4, msg=k)
     hp = sd_full["hyper_parameters"]

@@ -14,7 +14,7 @@ from audioret.finetune.data import ResumableBatchSampler, epoch_permutation
 from audioret.finetune.run import choose_precision, parse_devices, store_expectation, validate
 
 # baseline.md 10.1 (official) + the BEATs copy's --precision and --beats_ckpt_path
-SEED_DEFAULTS = dict(devices="auto", n_workers=16, compile=False, logging=True, resume_ckpt_path=None,
+SEED_DEFAULTS = dict(devices="auto", compile=False, logging=True, resume_ckpt_path=None,
                      load_ckpt_path=None, seed=21208, batch_size=64, batch_size_eval=64, max_epochs=20,
                      warmup_epochs=1, rampdown_epochs=15, max_lr=2e-5, min_lr=1e-7, initial_tau=0.05,
                      tau_trainable=False, roberta_base=False, wavcaps=False, audiocaps=False,
@@ -26,6 +26,20 @@ def test_defaults_are_the_seeds():
     cfg = parse_args([])
     got = {k: getattr(cfg, k) for k in SEED_DEFAULTS}
     assert got == SEED_DEFAULTS
+
+
+def test_loader_workers_default_fits_the_machine_and_every_spelling_works(monkeypatch):
+    """The seed's 16 workers, capped at the cores this process may use (16 processes on 2 cores thrash)."""
+    import os
+
+    from audioret.finetune import config as fc
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert parse_args([]).n_workers == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert parse_args([]).n_workers == fc.SEED_WORKERS == 16
+    for flag in ("--num-workers", "--num_workers", "--n-workers", "--n_workers"):
+        assert parse_args([flag, "3"]).n_workers == 3, flag
 
 
 def test_seed_command_line_parses_in_both_spellings():

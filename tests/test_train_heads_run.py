@@ -105,7 +105,8 @@ def test_precision_choice_and_sweep_expansion(tmp_path):
     runs = expand_sweep(cfg)
     assert len(runs) == 4 and len({c.out for _, c in runs}) == 4
     assert {(c.max_lr, c.audio_pooling) for _, c in runs} == {(a, b) for a in (1e-3, 3e-4) for b in ("mean", "attention")}
-    assert expand_sweep(TrainHeadsConfig(out=tmp_path)) == [("run", TrainHeadsConfig(out=tmp_path))]
+    # a single run's row is named after its --out folder (runs/heads -> heads), not "run"
+    assert expand_sweep(TrainHeadsConfig(out=tmp_path / "heads")) == [("heads", TrainHeadsConfig(out=tmp_path / "heads"))]
 
 
 @pytest.mark.parametrize("size", [7, 50, 1000])

@@ -1,10 +1,13 @@
 """``run(config)``: one training run, or a sweep of runs back to back with one results table.
 
-A run: seed -> heads -> Lightning fit (checkpoint by val/mAP@10 + last) -> test with the best
-checkpoint -> ``<out>/heads.pt`` (plain head checkpoint, see audioret.models.checkpoint) and
-``<out>/metrics.json``. A sweep (any of --seeds/--lrs/--taus/--audio-poolings/--text-poolings/
---projections) runs every combination into ``<out>/<run name>/`` and writes ``<out>/sweep.csv`` and
-``<out>/sweep.json``; the closed-form floor is a row of the same table.
+A run: seed -> heads -> Lightning fit -> test with the best checkpoint -> ``<out>/heads.pt`` (plain
+head checkpoint of the best epoch, see audioret.models.checkpoint) and ``<out>/metrics.json``.
+``<out>/checkpoints/`` holds ``epoch=N.ckpt`` (best by val/mAP@10) and ``last.ckpt`` (the latest epoch);
+a rerun into the same ``--out`` replaces them. A sweep (any of --seeds/--lrs/--taus/--audio-poolings/
+--text-poolings/--projections) runs every combination into ``<out>/<run name>/`` and writes
+``<out>/sweep.csv`` and ``<out>/sweep.json``; the closed-form floor is a row of the same table.
+The terminal table shows metrics in % (2 decimals) and wall time as ``1m 42s``; the files keep raw
+values: metrics as fractions in [0, 1] and ``wall_s`` in seconds.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 import torch
 
 from audioret.config import atomic_write_text, to_dict
+from audioret.logs import format_duration, tame_lightning
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.distill_loss import resolve_weights
 from audioret.models.precision import choose_precision
@@ -63,11 +67,16 @@ def head_config(cfg: TrainHeadsConfig, audio_dim: int, text_dim: int) -> HeadCon
                       initial_tau=cfg.initial_tau, tau_trainable=cfg.tau_trainable).validate()
 
 
+def single_run_name(cfg: TrainHeadsConfig) -> str:
+    """The table's name of a run without a sweep: its output folder's name (``runs/heads`` -> heads)."""
+    return cfg.out.name or "heads"
+
+
 def expand_sweep(cfg: TrainHeadsConfig) -> list[tuple[str, TrainHeadsConfig]]:
     """Every combination of the sweep lists -> (run name, config). No lists: the config itself."""
     axes = [(name, SWEEP_FIELDS[name], getattr(cfg, name)) for name in SWEEP_FIELDS if getattr(cfg, name)]
     if not axes:
-        return [("run", cfg)]
+        return [(single_run_name(cfg), cfg)]
     runs = []
     for values in itertools.product(*[a[2] for a in axes]):
         changes = {target: v for (_, target, _), v in zip(axes, values)}
@@ -117,12 +126,16 @@ def _logger(cfg: TrainHeadsConfig) -> Any:
 
 # ---------------------------------------------------------------- one run
 
-def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "run") -> RunResult:
+def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> RunResult:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from audioret.models.progress import progress_callbacks
+    from audioret.models.trainer_checkpoints import AtomicCheckpointIO, LastCheckpoint, clear_run_checkpoints
+
     from .module import HeadsModule, Schedule
 
+    tame_lightning()  # Lightning's own handler would print each of its lines twice
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     heads = initial_heads(cfg, splits)
@@ -145,20 +158,24 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "run") -> RunRe
                                          shard_block=splits.shard_block, shuffle_window=cfg.shuffle_window))
     val = splits.evals.get("val")
     monitor = "val/mAP@10" if val is not None else None
+    clear_run_checkpoints(cfg.out / "checkpoints")  # a rerun: no stale epoch=N / last-v1 files
     ckpt = ModelCheckpoint(dirpath=cfg.out / "checkpoints", filename="{epoch}", monitor=monitor, mode="max",
-                           save_top_k=1, save_last=True)
+                           save_top_k=1, save_last=False)
+    last = LastCheckpoint(cfg.out / "checkpoints")
+    show, bars = progress_callbacks(cfg.progress)
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
     # Native bf16 only (Ampere+): with emulation allowed torch reports bf16 on Turing too, where it is slow.
     bf16 = cuda and torch.cuda.is_bf16_supported(including_emulation=False)
     precision = choose_precision(cfg.precision, cuda=cuda, bf16_supported=bf16)
     devices: Any = cfg.devices if cfg.devices == "auto" or "," in cfg.devices else int(cfg.devices)
     trainer = L.Trainer(accelerator=cfg.accelerator, devices=devices, strategy=cfg.strategy, precision=precision,
-                        max_epochs=cfg.max_epochs, logger=_logger(cfg), callbacks=[ckpt],
-                        num_sanity_val_steps=0, enable_progress_bar=cfg.progress, enable_model_summary=False,
+                        max_epochs=cfg.max_epochs, logger=_logger(cfg), callbacks=[*bars, ckpt, last],
+                        plugins=[AtomicCheckpointIO()],
+                        num_sanity_val_steps=0, enable_progress_bar=show, enable_model_summary=False,
                         log_every_n_steps=10, default_root_dir=cfg.out)
     trainer.fit(module, train_dataloaders=train_loader,
                 val_dataloaders=loader(EvalChunks(val, cfg.eval_batch_size)) if val is not None else None)
-    best = ckpt.best_model_path or ckpt.last_model_path
+    best = ckpt.best_model_path or (str(last.path) if last.path.is_file() else "")
     metrics = dict(module.latest_metrics)
     if ckpt.best_model_score is not None:
         metrics["val/mAP@10"] = float(ckpt.best_model_score)  # the selected epoch's score
@@ -220,12 +237,26 @@ def write_table(results: list[RunResult], out: Path) -> None:
         w.writerows(rows)
     (out / "sweep.json").write_text(json.dumps([dict(zip(cols, r)) for r in rows], indent=2, default=str) + "\n")
     cols, rows = results_table(results, compact=True)
-    table = Table(title=f"train-heads results (all columns: {out / 'sweep.csv'})")
+    metrics = {m for r in results for m in r.metrics}
+    table = Table(title="train-heads results (metrics in %)",
+                  caption=f"all columns: {out / 'sweep.csv'} (metrics as fractions, wall_s in seconds)")
     for c in cols:
-        table.add_column(c, justify="left" if c == "run" else "right")
+        table.add_column("wall" if c == "wall_s" else c, justify="left" if c == "run" else "right")
     for r in rows:
-        table.add_row(*[f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r])
+        table.add_row(*[table_cell(c, v, metrics) for c, v in zip(cols, r)])
     Console().print(table)
+
+
+def table_cell(column: str, value: Any, metrics: set[str]) -> str:
+    """A terminal cell: metrics in % with 2 decimals (as demo and evaluate print them), wall time as
+    ``1m 42s``, swept parameters as given."""
+    if value is None or value == "":
+        return "-"
+    if column == "wall_s":
+        return format_duration(float(value))
+    if column in metrics and isinstance(value, (int, float)):
+        return f"{100 * value:.2f}"
+    return str(value)
 
 
 def run(cfg: TrainHeadsConfig, splits: Splits | None = None) -> list[RunResult]:
