@@ -155,8 +155,9 @@ class ExtractProgress:
         rate = done / dt
         eta = format_duration((t.total - done) / rate) if rate > 0 else "?"
         share = f" ({100 * done / t.total:.0f}%)" if t.total else ""
-        log.info("%s: %d/%d items%s, %.1f items/s, %.3f audio h/s, %d failed, elapsed %s, ETA %s", t.name, done,
-                 t.total, share, rate, stats.audio_seconds / 3600.0 / dt, stats.failed, format_duration(dt), eta)
+        hours = f", {stats.audio_seconds / 3600.0 / dt:.3f} audio h/s" if stats.kind == "audio" else ""
+        log.info("%s: %d/%d items%s, %.1f items/s%s, %d failed, elapsed %s, ETA %s", t.name, done, t.total, share,
+                 rate, hours, stats.failed, format_duration(dt), eta)
 
 
 def summary_table(stats: list[TableStats]) -> Table:

@@ -47,11 +47,9 @@ class RunClock:
         left: list[float] = []
         if trainer.max_steps is not None and trainer.max_steps > 0:
             left.append(trainer.max_steps - trainer.global_step)
-        per_epoch = trainer.num_training_batches
-        if trainer.max_epochs is not None and trainer.max_epochs > 0 and per_epoch not in (None, float("inf")):
-            done_in_epoch = trainer.fit_loop.epoch_loop.batch_progress.current.completed
-            epochs_after = trainer.max_epochs - trainer.current_epoch - 1
-            left.append(max(0, per_epoch - done_in_epoch) + epochs_after * per_epoch)
+        per_epoch = trainer.num_training_batches  # optimizer steps per epoch (no gradient accumulation)
+        if trainer.max_epochs is not None and trainer.max_epochs > 0 and 0 < per_epoch < float("inf"):
+            left.append(trainer.max_epochs * per_epoch - trainer.global_step)
         return max(0.0, min(left)) if left else None
 
     def eta(self, trainer: L.Trainer) -> float | None:
