@@ -21,11 +21,14 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="store path or fsspec URL (e.g. s3://bucket/feat.zarr)")
     info.add_argument("--json", action="store_true", help="print the summary as JSON")
     info.add_argument("--failures", type=int, default=10, help="failures listed per table (default: 10)")
-    ver = sub.add_parser("verify", help="check offsets, lengths, finiteness, completeness (exit 1 on a problem)")
+    ver = sub.add_parser("verify", help="check every file against its recorded size and checksum, stray .partial "
+                         "files, offsets, lengths, finiteness, completeness (exit 1 on a problem)")
     ver.add_argument("path", help="store path or fsspec URL")
     ver.add_argument("--no-values", dest="values", action="store_false",
                      help="skip decoding the data (only metadata, offsets and completeness)")
     ver.add_argument("--allow-incomplete", action="store_true", help="do not count unfinished parts as problems")
+    ver.add_argument("--quick", action="store_true",
+                     help="compare file sizes and modification times instead of reading every byte for checksums")
     return p
 
 
@@ -119,11 +122,20 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _print_info(s, args.failures)
         return 0
-    problems = verify_store(args.path, check_values=args.values, require_complete=not args.allow_incomplete)
+    notes: list[str] = []
+    problems = verify_store(args.path, check_values=args.values, require_complete=not args.allow_incomplete,
+                            quick=args.quick, progress=sys.stderr.isatty(), notes=notes)
     if problems and problems[0].startswith("no audioret store"):
         print(f"audioret store verify: error: {problems[0]}", file=sys.stderr)
         return 2
+    for n in notes:
+        print(f"note: {n}")
     for p in problems:
         print(f"PROBLEM {p}")
-    print(f"{args.path}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
-    return 1 if problems else 0
+    if not problems:
+        print(f"{args.path}: OK")
+        return 0
+    from .verify import FIX
+
+    print(f"{args.path}: {len(problems)} problem(s): {FIX}")
+    return 1

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.abc.store import Store
+from zarr.core.sync import sync
 from zarr.errors import ContainsArrayError, ContainsGroupError
 
-from . import _io, layout, meta
+from . import _io, integrity, layout, meta
 from .errors import StoreError, StoreMismatchError
 from .layout import FieldSpec
 
@@ -89,6 +90,8 @@ class PartStatus:
     items_done: int             # prefix of the part durably written
     complete: bool
     failures: dict[int, str]    # global item index -> reason
+    files: dict[str, Any] | None = None   # table-relative key -> {size, crc32c, ...} | None (absent)
+    notes: dict[int, Any] = field(default_factory=dict)   # item -> note (e.g. source size, mtime)
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,9 @@ def _exists(path: StoreLike, storage_options: Mapping[str, Any] | None) -> zarr.
         return _open_group(path, "r", storage_options)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
         return None
+    except ValueError as e:  # e.g. a half-written or edited zarr.json (JSONDecodeError)
+        raise StoreError(f"{_describe(path)}/zarr.json: unreadable store metadata ({type(e).__name__}: {e}); "
+                         "restore it, or pass --overwrite (audioret extract) to start the store afresh") from None
 
 
 def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: bool = False,
@@ -314,7 +320,8 @@ class FeatureStore:
         for p, (a, b) in enumerate(plan.parts):
             rec = _io.read_json(self.zstore, f"{self._prefix(split, kind)}/parts/{p:05d}.json") or {}
             parts.append(PartStatus(p, a, b, int(rec.get("items_done", 0)), bool(rec.get("complete", False)),
-                                    {int(k): v for k, v in rec.get("failures", {}).items()}))
+                                    {int(k): v for k, v in rec.get("failures", {}).items()}, rec.get("files"),
+                                    {int(k): v for k, v in rec.get("notes", {}).items()}))
         return SplitStatus(split, kind, plan.num_items, parts)
 
     def writer(self, split: str, kind: str, part: int, *, flush_bytes: int | None = None,
@@ -336,6 +343,64 @@ class FeatureStore:
 
     def text(self, split: str, **kw: Any) -> Any:
         return self.items(split, TEXT, **kw)
+
+    # ---- integrity (see integrity.py) ----------------------------------------------------------
+    def plan_files(self, split: str, kind: str) -> dict[str, Any] | None:
+        """The plan's file records (None: planned before checksums existed, or no plan)."""
+        d = _io.read_json(self.zstore, self._prefix(split, kind) + "/plan.json") or {}
+        return d.get("files")
+
+    def check_table(self, split: str, kind: str, *, quick: bool = False, on_file: Any = None) -> list[str]:
+        """``<store key>: <problem>`` for each file of the plan that changed since it was written."""
+        files = self.plan_files(split, kind) or {}
+        prefix = self._prefix(split, kind)
+        return [f"{prefix}/{p}" for p in integrity.check_files(self.zstore, prefix, files, quick=quick,
+                                                               on_file=on_file)]
+
+    def check_part(self, split: str, kind: str, part: PartStatus, *, quick: bool = False,
+                   on_file: Any = None) -> list[str]:
+        """``<store key>: <problem>`` for each shard file of a completed part that changed since."""
+        if not part.complete or part.files is None:
+            return []
+        prefix = self._prefix(split, kind)
+        return [f"{prefix}/{p}" for p in integrity.check_files(self.zstore, prefix, part.files, quick=quick,
+                                                               on_file=on_file)]
+
+    def part_file_keys(self, split: str, kind: str, part: int) -> list[str]:
+        """Table-relative keys of the shard files part ``part`` owns (from its offsets and lengths)."""
+        plan = self.plan_of(split, kind)
+        g = self.group[f"{split}/{kind}"]
+        a, b = plan.parts[part]
+        out: list[str] = []
+        for k, f in plan.fields.items():
+            r0, r1 = integrity.part_rows(np.asarray(g[f"{k}/offsets"][a:b]), np.asarray(g[f"{k}/lengths"][a:b]))
+            out += integrity.shard_keys(g[f"{k}/data"], k, r0, r1, f.shard_rows)
+        return out
+
+    def reset_part(self, split: str, kind: str, part: int) -> None:
+        """Forget part ``part`` (record first, then its shard files) so a writer redoes it from its start."""
+        self._require_writable()
+        prefix = self._prefix(split, kind)
+        sync(self.zstore.delete(f"{prefix}/parts/{part:05d}.json"))
+        for key in self.part_file_keys(split, kind, part):
+            sync(self.zstore.delete(f"{prefix}/{key}"))
+
+    def drop_table(self, split: str, kind: str) -> None:
+        """Delete a whole item table (plan, arrays, part records) so it can be planned afresh."""
+        self._require_writable()
+        for key in integrity.list_keys(self.zstore, self._prefix(split, kind)):
+            sync(self.zstore.delete(key))
+
+    def partial_files(self, prefix: str = "") -> list[str]:
+        """Store keys of leftover ``*.partial`` temp files (a killed zarr write) under ``prefix``."""
+        full = f"{self.group.path}/{prefix}".strip("/") if self.group.path else prefix
+        return sorted(k for k in integrity.list_keys(self.zstore, full) if integrity.is_partial(k))
+
+    def remove(self, keys: Sequence[str]) -> None:
+        """Delete store keys (e.g. stray ``*.partial`` files)."""
+        self._require_writable()
+        for key in keys:
+            sync(self.zstore.delete(key))
 
     def _require_writable(self) -> None:
         if not self.writable:
@@ -394,8 +459,21 @@ def _plan(st: FeatureStore, split: str, kind: str, ids: Sequence[str], fields: M
         _put_array(g, f"{name}/offsets", offsets[name], np.int64, (_ID_CHUNK,))
         _put_array(g, f"{name}/lengths", lens[name].astype(np.int32), np.int32, (_ID_CHUNK,))
         _ensure_data(g, f"{name}/data", fl, compressors_for[name])
-    _io.write_json(st.zstore, prefix + "/plan.json", plan.to_json())
+    _io.write_json(st.zstore, prefix + "/plan.json", {**plan.to_json(), **_plan_files(st, g, plan)})
     return plan
+
+
+def _plan_files(st: FeatureStore, g: zarr.Group, plan: SplitPlan) -> dict[str, Any]:
+    """Size + checksum of every file the planner wrote (per-item arrays, every array's zarr.json)."""
+    keys = integrity.array_files(g["ids"], "ids")
+    for name in plan.columns:
+        keys += integrity.array_files(g[f"col/{name}"], f"col/{name}")
+    for name in plan.fields:
+        keys += integrity.array_files(g[f"{name}/offsets"], f"{name}/offsets")
+        keys += integrity.array_files(g[f"{name}/lengths"], f"{name}/lengths")
+        keys.append(f"{name}/data/zarr.json")
+    return {"hash": integrity.HASH, "files": integrity.describe_all(st.zstore, st._prefix(plan.split, plan.kind),
+                                                                    keys)}
 
 
 def _plan_summary(p: SplitPlan) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from zarr.core.sync import sync
 
-from . import layout
+from . import integrity, layout
 from .core import FeatureStore, StoreLike, open_store
 from .errors import StoreError
 
@@ -47,32 +47,124 @@ def summarize(path: StoreLike | FeatureStore, *, storage_options: Mapping[str, A
     return out
 
 
+FIX = ("rerun the same `audioret extract` command: it checks every completed part, rewrites the damaged "
+       "ones and removes stray .partial files (or pass --overwrite to start the store afresh)")
+
+
 def verify_store(path: StoreLike | FeatureStore, *, check_values: bool = True, require_complete: bool = True,
+                 quick: bool = False, progress: bool = False, notes: list[str] | None = None,
                  storage_options: Mapping[str, Any] | None = None) -> list[str]:
-    """All problems found (empty list = intact): plan digest, offsets/lengths, part alignment,
-    completeness, decodable and finite data. Never raises for a damaged store."""
+    """All problems found (empty list = intact), one line each naming the file: unreadable
+    metadata, tables without plan.json, files that differ from their recorded size/checksum
+    (deleted, truncated, overwritten shards), stray ``*.partial`` files, plan digest,
+    offsets/lengths, part alignment, completeness, decodable and finite data. ``quick``: sizes
+    and modification times instead of checksums. ``notes`` collects remarks that are no problem
+    (tables without checksums). Never raises for a damaged store."""
     try:
         st = _open(path, storage_options)
     except StoreError as e:
         return [str(e)]
+    except Exception as e:  # a broken root zarr.json: name it, never a traceback
+        return [f"zarr.json: unreadable store metadata ({type(e).__name__}: {e})"]
     problems: list[str] = []
     splits = st.splits()
     if not splits:
         problems.append(f"{st.where}: no splits planned")
-    for split in splits:
-        kinds = st.kinds(split)
-        if not kinds:
-            problems.append(f"{split}: group present but no planned item table (plan.json missing)")
-        for kind in kinds:
-            try:
-                problems += [f"{split}/{kind}: {p}" for p in _verify_table(st, split, kind, check_values,
-                                                                           require_complete)]
-            except Exception as e:  # a damaged store can fail anywhere: report, never crash
-                problems.append(f"{split}/{kind}: cannot be read ({type(e).__name__}: {e})")
+    with _Bar(progress, _total_bytes(st, splits)) as bar:
+        for split in splits:
+            for kind in st._kind_names(split):
+                if not st.has(split, kind):
+                    problems.append(f"{split}/{kind}/plan.json: missing (the table's layout is gone)")
+                    continue
+                try:
+                    problems += _verify_table(st, split, kind, check_values, require_complete, quick, bar, notes)
+                except Exception as e:  # a damaged store can fail anywhere: report, never crash
+                    problems.append(f"{split}/{kind}: cannot be read ({type(e).__name__}: {e})")
+            if not st._kind_names(split):
+                problems.append(f"{split}: group present but no planned item table (plan.json missing)")
+    problems += [f"{k}: stray temp file of an interrupted write" for k in st.partial_files()]
     return problems
 
 
-def _verify_table(st: FeatureStore, split: str, kind: str, check_values: bool, require_complete: bool) -> list[str]:
+def _total_bytes(st: FeatureStore, splits: list[str]) -> int:
+    total = 0
+    for split in splits:
+        for kind in st.kinds(split):
+            try:
+                files = [st.plan_files(split, kind) or {}] + [p.files or {} for p in st.status(split, kind).parts]
+            except Exception:
+                continue
+            total += sum(v["size"] for f in files for v in f.values() if v)
+    return total
+
+
+class _Bar:
+    """A rich progress bar over the bytes checked, on a terminal only (``on_file`` advances it)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self._progress = None
+        if enabled and total:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            console = Console(stderr=True)
+            if console.is_terminal:
+                self._progress = Progress(TextColumn("verify"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                          TimeRemainingColumn(), console=console, transient=True)
+                self._task = self._progress.add_task("verify", total=total)
+
+    def __enter__(self) -> _Bar:
+        if self._progress is not None:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def on_file(self, nbytes: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, nbytes)
+
+
+def _verify_files(st: FeatureStore, split: str, kind: str, status: Any, quick: bool, bar: _Bar,
+                  notes: list[str] | None) -> list[str]:
+    """Recorded files of the plan and of every completed part, and files no record knows."""
+    out = st.check_table(split, kind, quick=quick, on_file=bar.on_file)
+    unchecked = [p.part for p in status.parts if p.complete and p.files is None]
+    if st.plan_files(split, kind) is None or unchecked:
+        if notes is not None:
+            notes.append(f"{split}/{kind}: no checksums recorded for "
+                         f"{'its plan' if st.plan_files(split, kind) is None else ''}"
+                         f"{' and ' if st.plan_files(split, kind) is None and unchecked else ''}"
+                         f"{f'{len(unchecked)} part(s)' if unchecked else ''} (written by an older audioret): "
+                         "checked by structure and values only")
+    for p in status.parts:
+        out += st.check_part(split, kind, p, quick=quick, on_file=bar.on_file)
+    if not unchecked and status.complete:
+        known = {k for p in status.parts for k in (p.files or {})}
+        prefix = st._prefix(split, kind)
+        for name in st.plan_of(split, kind).fields:
+            for key in integrity.list_keys(st.zstore, f"{prefix}/{name}/data/c"):
+                rel = key[len(prefix) + 1:]
+                if rel not in known and not integrity.is_partial(key):
+                    out.append(f"{key}: unexpected file (no part wrote it)")
+    return out
+
+
+def _verify_table(st: FeatureStore, split: str, kind: str, check_values: bool, require_complete: bool,
+                  quick: bool = False, bar: _Bar | None = None, notes: list[str] | None = None) -> list[str]:
+    status = st.status(split, kind)
+    out = _verify_files(st, split, kind, status, quick, bar or _Bar(False, 0), notes)
+    if any(p.endswith("zarr.json: missing (deleted?)") or "/zarr.json: size" in p for p in out):
+        return out  # an array's metadata is gone: reading it would only repeat that
+    return out + [f"{split}/{kind}: {p}" for p in _verify_structure(st, split, kind, status, check_values,
+                                                                     require_complete)]
+
+
+def _verify_structure(st: FeatureStore, split: str, kind: str, status: Any, check_values: bool,
+                      require_complete: bool) -> list[str]:
     plan = st.plan_of(split, kind)
     g = st.group[f"{split}/{kind}"]
     n = plan.num_items
@@ -86,7 +178,6 @@ def _verify_table(st: FeatureStore, split: str, kind: str, check_values: bool, r
         out.append(f"ids has {len(ids)} entries, plan says {n}")
     if layout.digest(ids, cols, {k: (offs[k], lens[k]) for k in plan.fields}, plan.parts) != plan.digest:
         out.append("ids/columns/offsets/lengths do not match the plan digest (arrays modified or damaged)")
-    status = st.status(split, kind)
     for name, fl in plan.fields.items():
         arr = g[f"{name}/data"]
         if arr.shape != (fl.rows, fl.dim):
@@ -133,7 +224,8 @@ def _check_values(name: str, arr: Any, fl: Any, offs: np.ndarray, lens: np.ndarr
         try:
             block = np.asarray(arr[a:b])
         except Exception as e:
-            out.append(f"{name}: shard {s} (rows {a}..{b - 1}) cannot be decoded ({type(e).__name__}: {e})")
+            key = arr.metadata.encode_chunk_key((s, 0))
+            out.append(f"{name}/data/{key}: shard {s} (rows {a}..{b - 1}) cannot be decoded ({type(e).__name__}: {e})")
             continue
         bad_rows = ~np.isfinite(block).all(axis=1)
         if bad_rows.any():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _io, meta
+from . import _io, integrity, meta
 from .errors import StoreError
 
 if TYPE_CHECKING:
@@ -54,7 +54,8 @@ class PartWriter:
             raise StoreError(f"part {part} out of range: {plan.split}/{plan.kind} has {plan.num_parts} parts")
         self.store, self.plan, self.part = store, plan, part
         self.start, self.end = plan.parts[part]
-        self._key = f"{store._prefix(plan.split, plan.kind)}/parts/{part:05d}.json"
+        self._table = store._prefix(plan.split, plan.kind)
+        self._key = f"{self._table}/parts/{part:05d}.json"
         g = store.group[f"{plan.split}/{plan.kind}"]
         self._data = {k: g[f"{k}/data"] for k in plan.fields}
         self._off = {k: np.asarray(g[f"{k}/offsets"][self.start:self.end]) for k in plan.fields}
@@ -64,6 +65,7 @@ class PartWriter:
             raise StoreError(f"part record {self._key} belongs to another plan (digest differs): "
                              "the store was re-planned; delete the part record or the store")
         self.failures: dict[int, str] = {int(k): v for k, v in rec.get("failures", {}).items()}
+        self.notes: dict[int, Any] = {int(k): v for k, v in rec.get("notes", {}).items()}
         self.complete = bool(rec.get("complete", False))
         self._next = self.start + int(rec.get("items_done", 0))   # next item to put
         self._durable = self._next                               # items < this are on disk
@@ -105,6 +107,11 @@ class PartWriter:
         self._append({k: np.zeros((int(self._len[k][j]), f.dim), dtype=f.dtype)
                       for k, f in self.plan.fields.items()})
 
+    def note(self, index: int, value: Any) -> None:
+        """Attach a JSON-able note to item ``index`` (e.g. its source file's size and mtime), kept in
+        the part record with the item once its rows are durable; call before ``put``/``fail``."""
+        self.notes[int(index)] = value
+
     def flush(self, final: bool = False) -> None:
         """Write every whole buffered shard (all rows when ``final``), then update the record."""
         jobs = {}
@@ -145,6 +152,14 @@ class PartWriter:
             finally:
                 if self._pool is not None:
                     self._pool.shutdown(wait=True)
+
+    def file_keys(self) -> list[str]:
+        """Table-relative keys of every shard file this part owns (in every field)."""
+        out: list[str] = []
+        for k, f in self.plan.fields.items():
+            r0, r1 = integrity.part_rows(self._off[k], self._len[k])
+            out += integrity.shard_keys(self._data[k], k, r0, r1, f.shard_rows)
+        return out
 
     # ---- internals ----------------------------------------------------------------------------
     def _row_of(self, field: str, index: int) -> int:
@@ -199,18 +214,24 @@ class PartWriter:
     def _submit(self, jobs: dict[str, tuple[int, np.ndarray]], done: int, complete: bool) -> None:
         self._wait()
         fails = {str(i): r for i, r in self.failures.items() if i < done}
+        notes = {str(i): v for i, v in sorted(self.notes.items()) if i < done}
         if self._pool is None:
-            self._write(jobs, done, complete, fails)
+            self._write(jobs, done, complete, fails, notes)
         else:
-            self._job = self._pool.submit(self._write, jobs, done, complete, fails)
+            self._job = self._pool.submit(self._write, jobs, done, complete, fails, notes)
 
     def _write(self, jobs: dict[str, tuple[int, np.ndarray]], done: int, complete: bool,
-               fails: dict[str, str]) -> None:
+               fails: dict[str, str], notes: dict[str, Any]) -> None:
         for k, (r0, block) in jobs.items():
             if len(block):
                 self._data[k][r0:r0 + len(block)] = block
         rec = {"part": self.part, "start": self.start, "end": self.end, "items_done": done - self.start,
                "complete": complete, "failures": fails, "digest": self.plan.digest, "updated": meta.now_iso()}
+        if notes:
+            rec["notes"] = notes
+        if complete:  # every shard file of the part is final now: record what it holds
+            rec["hash"] = integrity.HASH
+            rec["files"] = integrity.describe_all(self.store.zstore, self._table, self.file_keys())
         _io.write_json(self.store.zstore, self._key, rec)
         with self._lock:
             self._durable = done
