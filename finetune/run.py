@@ -20,6 +20,7 @@ import json
 import logging
 import shutil
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,10 @@ def validate(cfg: FinetuneConfig) -> None:
                        ("--init-heads", cfg.init_heads), ("--distill-from", cfg.distill_from)):
         if path is not None and not Path(path).exists():
             raise FileNotFoundError(f"{flag} {path}: no such file; check the path")
+    if cfg.resume_ckpt_path is not None and not zipfile.is_zipfile(cfg.resume_ckpt_path):
+        # checked here because Lightning reads it only inside fit, after the run folder exists
+        raise ValueError(f"--resume_ckpt_path {cfg.resume_ckpt_path}: not a checkpoint written by torch.save "
+                         "(truncated or another format); resume from the run's checkpoints/last.ckpt")
 
 
 def parse_devices(devices: str) -> Any:

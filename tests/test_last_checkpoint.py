@@ -102,7 +102,9 @@ def test_failed_finetune_starts_leave_no_run_folder(synth_corpus, tmp_path, monk
     cases = [(dict(data_path=tmp_path / "no_data"), CorpusError),
              (dict(data_path=synth_corpus, resume_ckpt_path=tmp_path / "none.ckpt"), FileNotFoundError),
              (dict(data_path=synth_corpus, audio_store=tmp_path / "s.zarr", audio_trainable=True), ValueError),
+             (dict(data_path=synth_corpus, resume_ckpt_path=tmp_path / "bad.ckpt"), ValueError),
              (dict(data_path=synth_corpus, batch_size=10_000), ValueError)]
+    (tmp_path / "bad.ckpt").write_bytes(b"half a checkpoint")
     for kw, error in cases:
         with pytest.raises(error):
             finetune(FinetuneConfig(**{**FLAT, **kw}))
