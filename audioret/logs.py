@@ -20,7 +20,8 @@ DATE_FORMAT = "%H:%M:%S"
 LIGHTNING_LOGGERS = ("lightning", "lightning.pytorch", "lightning.fabric", "pytorch_lightning")
 
 # Messages of libraries that say nothing to an audioret user (matched at the start of the message).
-SILENCED_PREFIXES = ("💡 Tip",)
+SILENCED_PREFIXES = ("💡 Tip", "TPU available", "HPU available",
+                     "Loading `train_dataloader` to estimate number of stepping batches")
 
 # Python warnings Lightning raises for choices audioret makes on purpose (regexes on the message).
 HARMLESS_WARNINGS = (

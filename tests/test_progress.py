@@ -37,9 +37,10 @@ def test_a_lightning_line_is_printed_once_and_tips_not_at_all(capsys, clean_logg
     setup_logging()
     rank_zero_info("GPU available: False, used: False")
     rank_zero_info("💡 Tip: For seamless cloud logging and experiment tracking, try installing litlogger")
+    rank_zero_info("TPU available: False, using: 0 TPU cores")
     err = capsys.readouterr().err
     assert err.count("GPU available: False") == 1, err
-    assert "Tip" not in err and "litlogger" not in err
+    assert "Tip" not in err and "litlogger" not in err and "TPU" not in err
     setup_logging()  # a second call (demo -> stage) does not add a second handler
     logging.getLogger("audioret.x").info("hello")
     assert capsys.readouterr().err.count("hello") == 1

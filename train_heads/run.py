@@ -136,6 +136,7 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
     from .module import HeadsModule, Schedule
 
     tame_lightning()  # Lightning's own handler would print each of its lines twice
+    log.info("run %s: %d epochs -> %s", name, cfg.max_epochs, cfg.out)  # which run the epoch lines belong to
     t0 = time.perf_counter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     heads = initial_heads(cfg, splits)
