@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from audioret.config import atomic_write_text, build_parser, config_from_namespace, option, to_dict
 from audioret.errors import InputError, report_user_error, user_error_types
+from audioret.logs import format_duration, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +99,6 @@ class Announcer:
         print(text, file=sys.stderr, flush=True)
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
-
-
 def run_step(out: Path, name: str, inputs: dict[str, Any], fn: Callable[[], dict[str, Any]],
              announce: tuple[Announcer, str] | None = None) -> Step:
     """Run ``fn`` unless ``<out>/<name>.json`` records the same inputs; the record is written last.
@@ -124,7 +121,7 @@ def run_step(out: Path, name: str, inputs: dict[str, Any], fn: Callable[[], dict
     atomic_write_text(record, json.dumps({"inputs": step.inputs, "result": step.result,
                                           "wall_s": step.wall_s}, indent=2))
     if announce:
-        Announcer.say(f"{tag.split(':', 1)[0]}: done in {_duration(step.wall_s)}")
+        Announcer.say(f"{tag.split(':', 1)[0]}: done in {format_duration(step.wall_s)}")
     return step
 
 
@@ -409,7 +406,8 @@ def print_summary(cfg: DemoConfig, steps: list[Step], models: dict[str, dict[str
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(DemoConfig, "audioret demo", __doc__)
     cfg = config_from_namespace(DemoConfig, parser.parse_args(argv))
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # the stages' plain progress lines (off a terminal) are INFO records: shown with --progress
+    setup_logging(logging.INFO if cfg.progress else logging.WARNING)
     try:
         run(cfg)
     except user_error_types() as err:  # a wrong flag, path or file: one line naming it, exit 2
