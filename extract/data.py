@@ -8,6 +8,7 @@ Workers return ``DecodedBatch`` objects (pinnable), timing their own decode work
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class DecodedBatch:
     num_windows: list[int]             # per item (0 when failed)
     num_samples: list[int]             # planned samples per item
     errors: dict[int, str] = field(default_factory=dict)   # item -> reason
+    sources: list[list[int] | None] = field(default_factory=list)  # per item: source [size, mtime_ns] before decoding
     decode_seconds: float = 0.0        # worker time spent decoding + resampling + windowing
 
     def pin_memory(self) -> DecodedBatch:
@@ -54,8 +56,20 @@ class DecodedBatch:
         return self
 
 
+def source_stat(path: Path) -> list[int] | None:
+    """[size, mtime_ns] of a source file (None when it is gone): what a rerun compares to tell a changed file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [int(st.st_size), int(st.st_mtime_ns)]
+
+
 class AudioItems(Dataset):
-    """Item i (global index) -> (i, wave [num_samples_i] or None, reason or None)."""
+    """Item i (global index) -> (i, wave [num_samples_i] or None, reason or None, source stat).
+
+    The source's size and mtime are taken before decoding: a file changed while it is read
+    then looks changed to the next rerun, never the other way round."""
 
     def __init__(self, paths: Sequence[Path], num_samples: np.ndarray, preset_failures: dict[int, str], *,
                  target_sr: int, max_samples: int | None, crop_mode: str) -> None:
@@ -67,15 +81,16 @@ class AudioItems(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None]:
+    def __getitem__(self, i: int) -> tuple[int, torch.Tensor | None, str | None, list[int] | None]:
+        stat = source_stat(self.paths[i])
         if i in self.preset_failures:
-            return i, None, self.preset_failures[i]
+            return i, None, self.preset_failures[i], stat
         try:
             wave = load_clip(self.paths[i], int(self.num_samples[i]), self.target_sr, self.max_samples,
                              self.crop_mode)
         except AudioDecodeError as err:
-            return i, None, err.reason
-        return i, wave, None
+            return i, None, err.reason, stat
+        return i, wave, None, stat
 
 
 class WindowCollate:
@@ -85,9 +100,10 @@ class WindowCollate:
         self.window = window
         self.num_samples = np.asarray(num_samples, dtype=np.int64)
 
-    def __call__(self, items: list[tuple[int, torch.Tensor | None, str | None]]) -> DecodedBatch:
+    def __call__(self, items: list[tuple]) -> DecodedBatch:
+        """Items are (i, wave, reason) or (i, wave, reason, source stat)."""
         parts, counts, errors = [], [], {}
-        for i, wave, reason in items:
+        for i, wave, reason, *_ in items:
             if wave is None:
                 errors[i] = reason or "unknown decode failure"
                 counts.append(0)
@@ -96,8 +112,9 @@ class WindowCollate:
             parts.append(w)
             counts.append(w.shape[0])
         windows = torch.cat(parts) if parts else torch.zeros(0, self.window)
-        idx = [i for i, _, _ in items]
-        return DecodedBatch(idx, windows, counts, [int(self.num_samples[i]) for i in idx], errors)
+        idx = [it[0] for it in items]
+        return DecodedBatch(idx, windows, counts, [int(self.num_samples[i]) for i in idx], errors,
+                            [it[3] if len(it) > 3 else None for it in items])
 
 
 class _TimedItems(Dataset):
@@ -121,8 +138,8 @@ class _TimedCollate:
 
     def __call__(self, items: list) -> DecodedBatch:  # noqa: ANN001
         t0 = time.perf_counter()
-        batch = self.inner([it[:3] for it in items])
-        batch.decode_seconds = sum(it[3] for it in items) + (time.perf_counter() - t0)
+        batch = self.inner([it[:-1] for it in items])
+        batch.decode_seconds = sum(it[-1] for it in items) + (time.perf_counter() - t0)
         return batch
 
 

@@ -36,6 +36,7 @@ from .config import ExtractConfig
 from .data import AudioItems, DecodedBatch, audio_loader, window_batches
 from .plan import AudioLayout, audio_layout, count_tokens, num_parts_for, probe_all, text_items
 from .report import ExtractProgress, ModelTimer, TableStats, failures_table, summary_table
+from .rerun import RerunReport, changed_sources, check_metadata, rebuild_or_refuse, repair_parts
 from .shard import Shard, local_device_index, parts_of_shard, resolve_shard
 from .writer import BackgroundWriter, PartsSink
 
@@ -50,13 +51,33 @@ class ExtractResult:
     store: Path
     shard: Shard
     stats: list[TableStats] = field(default_factory=list)
+    reruns: dict[str, RerunReport] = field(default_factory=dict)   # "split/kind" -> what a rerun redid
+    failed_in_store: dict[str, list[str]] = field(default_factory=dict)  # "split/kind" -> failed item names
 
     @property
     def num_failed(self) -> int:
-        return sum(s.failed for s in self.stats)
+        """Items failed in the tables this run covered (as the store holds them now, not only this run's)."""
+        return sum(len(v) for v in self.failed_in_store.values()) if self.failed_in_store else \
+            sum(s.failed for s in self.stats)
+
+    def strict_error(self) -> str | None:
+        """The one line ``--strict`` fails with, or None when no item is failed."""
+        if not self.num_failed:
+            return None
+        names = [f"{t}: {n}" for t, v in self.failed_in_store.items() for n in v][:3]
+        return (f"--strict: {self.num_failed} item(s) failed in {self.store} (e.g. {'; '.join(names)}): fix or "
+                "remove those files and rerun (failed items are retried on every rerun); "
+                "`audioret store info` lists them with their reasons")
 
     def exit_code(self, strict: bool) -> int:
-        return 1 if strict and self.num_failed else 0
+        """0, or 2 with one line on stderr when ``strict`` and any item of the store's tables is failed."""
+        msg = self.strict_error() if strict else None
+        if msg is None:
+            return 0
+        import sys
+
+        print(f"audioret extract: error: {msg}", file=sys.stderr)
+        return 2
 
 
 # ---- small resolvers -------------------------------------------------------------------------
@@ -192,12 +213,13 @@ def write_audio_batch(sink: PartsSink, batch: DecodedBatch, frames: torch.Tensor
     if ready is not None:
         ready.synchronize()
     pos = 0
-    for i, w, n in zip(batch.indices, batch.num_windows, batch.num_samples):
+    sources = batch.sources or [None] * len(batch.indices)
+    for i, w, n, src in zip(batch.indices, batch.num_windows, batch.num_samples, sources):
         if i in batch.errors:
-            sink.fail(i, batch.errors[i])
+            sink.fail(i, batch.errors[i], note=src)
             continue
         clip = split_window_outputs(frames[pos:pos + w], means[pos:pos + w], [n], window, frames_of)[0]
-        sink.put(i, {"frames": clip.frames.numpy(), "windows": clip.windows.numpy()})
+        sink.put(i, {"frames": clip.frames.numpy(), "windows": clip.windows.numpy()}, note=src)
         pos += w
 
 
@@ -213,20 +235,58 @@ def to_host(*tensors: torch.Tensor) -> tuple[list[torch.Tensor], Any]:
     return out, event
 
 
-def shard_work(st: FeatureStore, split: str, kind: str, shard: Shard) -> tuple[Any, list, TableStats, np.ndarray]:
-    """This shard's incomplete parts of a planned table: (sink, pending parts, stats, items-to-do mask)."""
+def shard_work(st: FeatureStore, split: str, kind: str, shard: Shard, rerun: RerunReport | None = None, *,
+               changed: set[int] | frozenset[int] = frozenset(), final_failures: Mapping[int, str] | None = None,
+               ) -> tuple[Any, list, TableStats, np.ndarray]:
+    """This shard's parts still to write (after resetting damaged and stale ones, see rerun.py):
+    (sink, pending parts, stats, items-to-do mask)."""
     plan = st.plan_of(split, kind)
-    sink = PartsSink(st, split, kind, parts_of_shard(plan.num_parts, shard))
+    mine = parts_of_shard(plan.num_parts, shard)
+    repair_parts(st, split, kind, mine, shard, changed=changed, final_failures=final_failures, report=rerun)
+    sink = PartsSink(st, split, kind, mine)
     pending = sink.pending_parts()
     todo = sum(end - first for _, _, first, end in pending)
     stats = TableStats(split, kind, items=plan.num_items, skipped=plan.num_items - todo)
     return sink, pending, stats, todo_mask(plan.num_items, pending)
 
 
+def prepare_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
+                  rerun: RerunReport) -> set[int]:
+    """Before (re)planning: drop a table that needs a new plan (damaged metadata, clips readable now
+    that were not at planning, sources of another length); returns items whose source changed."""
+    rerun.replanned = check_metadata(st, cs.split, AUDIO, shard)
+    if rerun.replanned or not st.has(cs.split, AUDIO):
+        return set()
+    plan, paths = st.plan_of(cs.split, AUDIO), [c.path for c in cs.clips]
+    if plan.num_items != len(paths):
+        return set()  # plan_audio refuses with its message
+    max_samples = max_samples_of(config, enc.sample_rate)
+
+    def now(i: int) -> Any:
+        return probe_all([paths[i]], enc.sample_rate, max_samples, 0)[0]
+
+    fixed = [i for i in sorted(int(k) for k in plan.attrs.get("probe_failures", {})) if now(i).error is None]
+    if fixed:
+        rerun.replanned = rebuild_or_refuse(st, cs.split, AUDIO, shard, f"has {len(fixed)} clip(s) readable now "
+                                            f"that were not when it was planned (e.g. {paths[fixed[0]]})")
+        return set()
+    changed = changed_sources(st, cs.split, paths)
+    planned = np.asarray(st.items(cs.split, AUDIO).column("num_samples"))
+    moved = [i for i in sorted(changed) if now(i).samples != int(planned[i])]
+    if moved:
+        rerun.replanned = rebuild_or_refuse(st, cs.split, AUDIO, shard, f"has {len(moved)} clip(s) whose source "
+                                            f"changed length since it was read (e.g. {paths[moved[0]]})")
+        return set()
+    return changed
+
+
 def extract_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
-                  progress: ExtractProgress) -> TableStats:
+                  progress: ExtractProgress, rerun: RerunReport | None = None) -> TableStats:
+    rerun = rerun if rerun is not None else RerunReport()
+    changed = prepare_audio(st, config, cs, enc, shard, rerun)
     lay = plan_audio(st, config, cs, enc)
-    sink, pending, stats, todo_items = shard_work(st, cs.split, AUDIO, shard)
+    sink, pending, stats, todo_items = shard_work(st, cs.split, AUDIO, shard, rerun, changed=changed,
+                                                  final_failures=lay.failures)
     if not pending:
         return stats
     dataset = AudioItems([c.path for c in cs.clips], lay.num_samples, lay.failures, target_sr=enc.sample_rate,
@@ -343,9 +403,11 @@ def write_text_pool(sink: PartsSink, pool: list[int], results: dict[int, tuple[A
 
 
 def extract_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: Any, shard: Shard,
-                 progress: ExtractProgress) -> TableStats:
+                 progress: ExtractProgress, rerun: RerunReport | None = None) -> TableStats:
+    rerun = rerun if rerun is not None else RerunReport()
+    rerun.replanned = check_metadata(st, cs.split, TEXT, shard)
     captions, lengths = plan_text(st, config, cs, enc)
-    sink, pending, stats, todo_items = shard_work(st, cs.split, TEXT, shard)
+    sink, pending, stats, todo_items = shard_work(st, cs.split, TEXT, shard, rerun)
     if not pending:
         return stats
     out_dtype = torch.float16 if config.dtype == "float16" else torch.float32
@@ -408,19 +470,55 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     with ExtractProgress(config.progress) as progress:
         for split, cs in corpus_splits.items():
             if "audio" in config.passes:
-                result.stats.append(extract_audio(st, config, cs, audio_enc, shard, progress))
+                rerun = result.reruns.setdefault(f"{split}/{AUDIO}", RerunReport())
+                result.stats.append(extract_audio(st, config, cs, audio_enc, shard, progress, rerun))
                 ids[(split, AUDIO)] = [c.clip_id for c in cs.clips]
             if "text" in config.passes:
-                result.stats.append(extract_text(st, config, cs, text_enc, shard, progress))
+                rerun = result.reruns.setdefault(f"{split}/{TEXT}", RerunReport())
+                result.stats.append(extract_text(st, config, cs, text_enc, shard, progress, rerun))
                 ids[(split, TEXT)] = text_items([c.captions for c in cs.clips])[0]
+    result.failed_in_store = failed_in_store(st, ids)
     console = Console(stderr=True, width=max(progress.console.width, 150))
     console.print(summary_table(result.stats))
+    for line in rerun_lines(result):
+        console.print(line, markup=False, highlight=False)
     if result.num_failed:
         console.print(failures_table(result.stats, ids))
     if config.summary_json is not None:
         Path(config.summary_json).write_text(json.dumps(
             {"shard": vars(shard), "stats": [s.to_json() for s in result.stats]}, indent=2) + "\n")
     return result
+
+
+def failed_in_store(st: FeatureStore, ids: Mapping[tuple[str, str], list[str]]) -> dict[str, list[str]]:
+    """Failed items of every table this run covered, by name, as the store holds them now."""
+    out = {}
+    for (split, kind), names in ids.items():
+        failed = st.status(split, kind).failures
+        if failed:
+            out[f"{split}/{kind}"] = [names[i] if i < len(names) else str(i) for i in sorted(failed)]
+    return out
+
+
+def rerun_lines(result: ExtractResult) -> list[str]:
+    """One line per table that a rerun had to repair or retry."""
+    out = []
+    for table, r in result.reruns.items():
+        did = []
+        if r.replanned:
+            did.append(f"planned afresh: it {r.replanned}")
+        if r.damaged_parts:
+            did.append(f"rewrote {len(r.damaged_parts)} damaged part(s) {r.damaged_parts}")
+        if r.retried_items:
+            still = len(result.failed_in_store.get(table, []))
+            did.append(f"retried {r.retried_items} failed item(s), {still} still failed")
+        if r.changed_items:
+            did.append(f"re-extracted the parts of {r.changed_items} item(s) whose source file changed")
+        if r.partials_removed:
+            did.append(f"removed {r.partials_removed} stray .partial file(s)")
+        if did:
+            out.append(f"{table}: " + "; ".join(did))
+    return out
 
 
 def _existing(path: Path) -> dict[str, Any] | None:

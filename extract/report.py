@@ -176,7 +176,7 @@ def summary_table(stats: list[TableStats]) -> Table:
 
 
 def failures_table(stats: list[TableStats], ids: dict[tuple[str, str], list[str]], limit: int = 20) -> Table:
-    t = Table(title="failed items (recorded in the store; rerun does not retry them)")
+    t = Table(title="failed items (recorded in the store; every rerun retries them)")
     for col in ("split", "kind", "item", "reason"):
         t.add_column(col)
     shown = 0

@@ -51,12 +51,15 @@ class PartsSink:
             self._writer.close()
             self._writer = None
 
-    def put(self, index: int, arrays: dict[str, Any]) -> None:
-        """Store item ``index``; items already durable (a resumed part's prefix, recomputed so
-        batches match an uninterrupted run) are skipped."""
+    def put(self, index: int, arrays: dict[str, Any], note: Any = None) -> None:
+        """Store item ``index`` (``note``: kept with it in the part record, e.g. its source's size and
+        mtime); items already durable (a resumed part's prefix, recomputed so batches match an
+        uninterrupted run) are skipped."""
         w = self._advance_to(index)
         if index < self._first or w.complete:
             return
+        if note is not None:
+            w.note(index, note)
         try:
             w.put(index, **arrays)
         except StoreError as err:  # e.g. non-finite features: record, never write garbage
@@ -64,10 +67,12 @@ class PartsSink:
             return
         self.items_written += 1
 
-    def fail(self, index: int, reason: str) -> None:
+    def fail(self, index: int, reason: str, note: Any = None) -> None:
         w = self._advance_to(index)
         if index < self._first or w.complete:
             return
+        if note is not None:
+            w.note(index, note)
         w.fail(index, reason)
         self.failures[index] = reason
         self.items_written += 1

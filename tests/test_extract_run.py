@@ -171,7 +171,7 @@ def test_bad_files_are_recorded_and_strict_fails(synth_corpus, tmp_path):
     files[4].write_bytes(data[: len(data) // 3])                           # truncated samples
     files[6].unlink()                                                      # missing file
     store = tmp_path / "bad.zarr"
-    assert main(_argv(corpus, store, passes=("audio",), strict=True)) == 1
+    assert main(_argv(corpus, store, passes=("audio",), strict=True)) == 2  # one line, like every user error
     audio = open_store(store).audio(SPLIT)
     audio.require_complete()
     failed = {audio.ids[i]: reason for i, reason in audio.failures.items()}
