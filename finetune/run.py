@@ -66,10 +66,32 @@ def validate(cfg: FinetuneConfig) -> None:
                        ("--init-heads", cfg.init_heads), ("--distill-from", cfg.distill_from)):
         if path is not None and not Path(path).exists():
             raise FileNotFoundError(f"{flag} {path}: no such file; check the path")
-    if cfg.resume_ckpt_path is not None and not zipfile.is_zipfile(cfg.resume_ckpt_path):
-        # checked here because Lightning reads it only inside fit, after the run folder exists
-        raise ValueError(f"--resume_ckpt_path {cfg.resume_ckpt_path}: not a checkpoint written by torch.save "
+    if cfg.resume_ckpt_path is not None:
+        check_resumable(Path(cfg.resume_ckpt_path))
+
+
+RESUMABLE_KEYS = ("state_dict", "hyper_parameters", "loops", "optimizer_states")
+
+
+def check_resumable(path: Path) -> None:
+    """Fail in seconds, with one line, on a file Lightning could not resume from (truncated, random
+    bytes, pickled code, a train-heads checkpoint): Lightning reads it only inside fit, after the run
+    folder exists, and answers with a traceback. The read is memory-mapped, so cheap."""
+    from audioret.models.checkpoint import LIGHTNING_KEY, load_checked
+
+    what = "a finetune Lightning checkpoint, e.g. <run>/checkpoints/last.ckpt"
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"--resume_ckpt_path {path}: not a checkpoint written by torch.save "
                          "(truncated or another format); resume from the run's checkpoints/last.ckpt")
+    ckpt = load_checked(path, what)
+    if isinstance(ckpt, dict) and (LIGHTNING_KEY in ckpt or "format" in ckpt):
+        raise ValueError(f"--resume_ckpt_path {path}: a train-heads checkpoint, not a fine-tune run; to start "
+                         "a fine-tune from these heads pass --init-heads PATH")
+    missing = [k for k in RESUMABLE_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ValueError(f"--resume_ckpt_path {path}: not a resumable fine-tune checkpoint (no {', '.join(missing)}); "
+                         "resume from the run's checkpoints/last.ckpt, or pass --load_ckpt_path to start "
+                         "a new run from its weights")
 
 
 def parse_devices(devices: str) -> Any:
@@ -299,7 +321,7 @@ def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any, LastCh
 # --------------------------------------------------------------------------- run
 
 def _test(trainer: L.Trainer, module: FinetuneModule, data: FinetuneData, ckpt: str | None) -> dict[str, float]:
-    trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False)
+    trainer.test(module, datamodule=data, ckpt_path=ckpt, verbose=False, weights_only=True)
     return dict(module.eval_results.get("test", {}))
 
 
@@ -342,7 +364,8 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
         result: dict[str, Any] = {"out": str(out), "notes": sources.notes}
         if cfg.train:
             trainer.fit(module, datamodule=data,
-                        ckpt_path=str(cfg.resume_ckpt_path) if cfg.resume_ckpt_path else None)
+                        ckpt_path=str(cfg.resume_ckpt_path) if cfg.resume_ckpt_path else None,
+                        weights_only=True)  # checked by check_resumable too: never unpickle code
             result["val_last"] = dict(module.eval_results.get("val", {}))
             result["best_checkpoint"] = best.best_model_path or None
             result["last_checkpoint"] = str(last.path) if last.path.is_file() else None

@@ -93,6 +93,8 @@ def _commands(ckpt: pathlib.Path, tmp: pathlib.Path, data: pathlib.Path, store: 
         "distill-teachers": ["distill", "teachers", "--checkpoints", str(ckpt), "--out", str(tmp / "t")],
         "finetune-load": ["finetune", "--data_path", str(data), "--audio-encoder", "tiny-beats",
                           "--text-model", "tiny-roberta", "--load_ckpt_path", str(ckpt), "--out", str(tmp / "f")],
+        "finetune-resume": ["finetune", "--data_path", str(data), "--audio-encoder", "tiny-beats",
+                            "--text-model", "tiny-roberta", "--resume_ckpt_path", str(ckpt), "--out", str(tmp / "f")],
         "finetune-init-heads": ["finetune", "--data_path", str(data), "--audio-encoder", "tiny-beats",
                                 "--text-model", "tiny-roberta", "--init-heads", str(ckpt), "--out", str(tmp / "f")],
         "train-heads-init": ["train-heads", "--store", str(store), "--train", "eval", "--val", "eval",
@@ -101,7 +103,8 @@ def _commands(ckpt: pathlib.Path, tmp: pathlib.Path, data: pathlib.Path, store: 
 
 
 @pytest.mark.parametrize("command", ["evaluate", "predict-store", "predict-audio", "distill-teachers",
-                                     "finetune-load", "finetune-init-heads", "train-heads-init"])
+                                     "finetune-load", "finetune-resume", "finetune-init-heads",
+                                     "train-heads-init"])
 @pytest.mark.parametrize("kind", ["heads", "finetune"])
 def test_every_loading_command_refuses_pickled_code(command, kind, tmp_path, marker, capsys, synth_corpus,
                                                     store):
@@ -120,3 +123,24 @@ def test_every_loading_command_refuses_pickled_code(command, kind, tmp_path, mar
     assert code == 2, err
     lines = [line for line in err.splitlines() if "error" in line]
     assert any("refused to load" in line and str(ckpt) in line for line in lines), err
+
+
+@pytest.mark.parametrize("content", ["heads", "random", "weights-only"])
+def test_resume_refuses_what_it_cannot_resume_in_one_line(content, tmp_path, synth_corpus, capsys):
+    """--resume_ckpt_path given a train-heads file, random bytes or a weights-only dict: one line, exit 2,
+    and no run folder (Lightning would fail inside fit with a traceback)."""
+    path = tmp_path / "x.ckpt"
+    if content == "heads":
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, "state_dict": {}}, path)
+    elif content == "random":
+        path.write_bytes(bytes(range(256)) * 64)
+    else:
+        torch.save({"state_dict": {"model.w": torch.zeros(1)}, "hyper_parameters": {}}, path)
+    out = tmp_path / "run"
+    code = audioret_main(["finetune", "--data_path", str(synth_corpus), "--audio-encoder", "tiny-beats",
+                          "--text-model", "tiny-roberta", "--resume_ckpt_path", str(path), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--resume_ckpt_path" in err[0] and str(path) in err[0], err
+    assert not out.exists()
+    if content == "heads":
+        assert "--init-heads" in err[0]

@@ -26,6 +26,7 @@ import torch
 from audioret.config import atomic_write_text, to_dict
 from audioret.logs import format_duration, tame_lightning
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
+from audioret.models.checkpoint import safe_torch_load
 from audioret.models.distill_loss import resolve_weights
 from audioret.models.precision import choose_precision
 
@@ -181,7 +182,7 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
     if ckpt.best_model_score is not None:
         metrics["val/mAP@10"] = float(ckpt.best_model_score)  # the selected epoch's score
     if best:
-        module.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["state_dict"])
+        module.load_state_dict(safe_torch_load(best)["state_dict"])
     test = splits.evals.get("test")
     if test is not None:
         trainer.test(module, dataloaders=loader(EvalChunks(test, cfg.eval_batch_size)), verbose=False)
