@@ -242,7 +242,7 @@ def shard_work(st: FeatureStore, split: str, kind: str, shard: Shard, rerun: Rer
     (sink, pending parts, stats, items-to-do mask)."""
     plan = st.plan_of(split, kind)
     mine = parts_of_shard(plan.num_parts, shard)
-    repair_parts(st, split, kind, mine, shard, changed=changed, final_failures=final_failures, report=rerun)
+    repair_parts(st, split, kind, mine, changed=changed, final_failures=final_failures, report=rerun)
     sink = PartsSink(st, split, kind, mine)
     pending = sink.pending_parts()
     todo = sum(end - first for _, _, first, end in pending)

@@ -2,7 +2,7 @@
 
 Before a table is extracted again, this shard's completed parts are checked quickly (size and
 mtime of each shard file against the part record; a checksum only when the mtime moved but the
-size did not), stray ``*.partial`` files of its parts are removed, and a part is reset (record,
+size did not), stray ``*.partial`` files older than a minute are removed, and a part is reset (record,
 then shard files) and rewritten from its first item when
 
 * one of its files differs from its record (deleted, truncated, overwritten),
@@ -21,17 +21,19 @@ must not delete the others' work).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from audioret.store import FeatureStore, StoreError
-from audioret.store.integrity import is_partial
+from audioret.store.integrity import local_path
 
 from .data import source_stat
 from .shard import Shard
 
 log = logging.getLogger(__name__)
+PARTIAL_AGE_S = 60.0
 
 
 @dataclass
@@ -86,14 +88,14 @@ def changed_sources(st: FeatureStore, split: str, paths: Sequence[Path]) -> set[
     return out
 
 
-def repair_parts(st: FeatureStore, split: str, kind: str, parts: Sequence[int], shard: Shard, *,
+def repair_parts(st: FeatureStore, split: str, kind: str, parts: Sequence[int], *,
                  changed: Collection[int] = (), final_failures: Mapping[int, str] | None = None,
                  report: RerunReport | None = None) -> RerunReport:
     """Reset every part of ``parts`` that must be redone (see the module docstring); fills ``report``.
 
     ``final_failures``: failed items that need no retry (their header still cannot be read)."""
     report = report if report is not None else RerunReport()
-    report.partials_removed = _remove_partials(st, split, kind, parts, shard)
+    report.partials_removed = _remove_partials(st, split, kind)
     status = st.status(split, kind)
     keep = dict(final_failures or {})
     rerun = any(p.complete or p.items_done for p in status.parts)  # a first run has nothing to clear
@@ -118,24 +120,20 @@ def repair_parts(st: FeatureStore, split: str, kind: str, parts: Sequence[int], 
     return report
 
 
-def _remove_partials(st: FeatureStore, split: str, kind: str, parts: Sequence[int], shard: Shard) -> int:
-    """Remove stray ``*.partial`` files (a killed zarr write) of this shard's parts; a single-shard
-    run owns the whole table and removes all of its own."""
-    prefix = st._prefix(split, kind)
-    found = st.partial_files(f"{split}/{kind}")
-    if not found:
-        return 0
-    if shard.count > 1:
-        mine = {f"{prefix}/parts/{p:05d}" for p in parts}
-        mine |= {f"{prefix}/{k}" for p in parts for k in st.part_file_keys(split, kind, p)}
-        found = [k for k in found if _base(k) in mine]
+def _remove_partials(st: FeatureStore, split: str, kind: str) -> int:
+    """Remove the table's stray ``*.partial`` files (a killed zarr write) older than ``PARTIAL_AGE_S``:
+    a live write of one shard takes well under a second, so an older one is dead, whichever process
+    (or shard) left it, and a younger one may be another writer's file in flight."""
+    now = time.time()
+    found = []
+    for key in st.partial_files(f"{split}/{kind}"):
+        path = local_path(st.zstore, key)
+        try:
+            if path is None or now - path.stat().st_mtime > PARTIAL_AGE_S:
+                found.append(key)
+        except FileNotFoundError:  # renamed or removed meanwhile
+            continue
     st.remove(found)
     if found:
         log.info("%s/%s: removed %d stray .partial file(s) of interrupted writes", split, kind, len(found))
     return len(found)
-
-
-def _base(partial_key: str) -> str:
-    """``a/c/0/0.<uuid>.partial`` -> ``a/c/0/0``; ``parts/00001.<uuid>.partial`` -> ``parts/00001``."""
-    assert is_partial(partial_key), partial_key
-    return partial_key.rsplit(".", 2)[0]

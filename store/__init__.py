@@ -6,12 +6,15 @@ else from audioret. Public API:
 - ``create_store(path, metadata, *, overwrite=False, ignore=(), codec="none", storage_options=None)``
 - ``open_store(path, *, expect=None, mode="r", storage_options=None) -> FeatureStore``
 - ``FeatureStore.plan_audio / plan_text / plan / status / writer / items / audio / text / splits``
-- ``PartWriter.pending / put / fail / flush / close`` (context manager)
+- ``PartWriter.pending / put / fail / note / flush / close`` (context manager; a completed part
+  records size + crc32c of every shard file it owns)
+- integrity: ``FeatureStore.check_table / check_part`` (quick: size + mtime; full: checksums),
+  ``reset_part`` (a damaged part is redone from its start), ``drop_table``, ``partial_files``
 - ``ItemTable.ids / captions / column / lengths / offsets / failed / failures / done / valid /
   require_complete / get / batch / vectors / load / pooled``; ``Batch(values, lengths, mask)``
   (batches read local uncompressed stores by pread from the shard files, others through zarr;
   ``ItemTable.fast_reads = False`` forces zarr; see FORMAT.md "Read paths")
-- ``verify_store(path) -> list[str]`` (problems), ``summarize(path) -> dict``
+- ``verify_store(path) -> list[str]`` (problems, one line each naming the file), ``summarize(path) -> dict``
 - ``FeatureDataset`` / ``collate`` (torch, in ``audioret.store.dataset``)
 - errors: ``StoreError``, ``StoreMismatchError`` (``.differences``), ``StoreIncompleteError``
 """

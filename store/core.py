@@ -15,6 +15,7 @@ Reader side: ``t = open_store(path, expect={...}).items("dev", "audio")`` (see r
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,7 +168,7 @@ def _exists(path: StoreLike, storage_options: Mapping[str, Any] | None) -> zarr.
 
 def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: bool = False,
                  ignore: Iterable[str] = (), codec: str = DEFAULT_CODEC,
-                 storage_options: Mapping[str, Any] | None = None) -> FeatureStore:
+                 storage_options: Mapping[str, Any] | None = None, _retry: bool = False) -> FeatureStore:
     """Create a store, or reopen it for writing when it was made with the same metadata.
 
     Metadata keys (dotted, under ``ignore``) and ``created``/``package_versions`` are not compared.
@@ -192,7 +193,14 @@ def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: boo
                                          "replace the store, or write to another path")
             return FeatureStore(_open_group(path, "r+", storage_options), where, writable=True)
     # "a", never "w", unless asked: another writer process may be creating the same store right now
-    group = _open_group(path, "w" if overwrite else "a", storage_options)
+    try:
+        group = _open_group(path, "w" if overwrite else "a", storage_options)
+    except (ContainsArrayError, ContainsGroupError):
+        if overwrite or _retry:
+            raise
+        # another process created the group between our check and our create: compare with it instead
+        return create_store(path, metadata, overwrite=False, ignore=ignore, codec=codec,
+                            storage_options=storage_options, _retry=True)
     full = dict(metadata)
     full.update(format_version=meta.FORMAT_VERSION, created=meta.now_iso(),
                 package_versions=meta.package_versions())
@@ -450,7 +458,7 @@ def _plan(st: FeatureStore, split: str, kind: str, ids: Sequence[str], fields: M
                                      hint="the corpus or encoder changed since this split was planned: "
                                      "extract into a new store or pass overwrite")
         return old_plan
-    g = st.group.require_group(split).require_group(kind)
+    g = _require_group(_require_group(st.group, split), kind)
     _put_array(g, "ids", np.array(ids, dtype=object) if n else np.array([], dtype=object), str, (_ID_CHUNK,))
     for name, col in cols.items():
         _put_array(g, f"col/{name}", col, col.dtype, (_ID_CHUNK,))
@@ -474,6 +482,17 @@ def _plan_files(st: FeatureStore, g: zarr.Group, plan: SplitPlan) -> dict[str, A
         keys.append(f"{name}/data/zarr.json")
     return {"hash": integrity.HASH, "files": integrity.describe_all(st.zstore, st._prefix(plan.split, plan.kind),
                                                                     keys)}
+
+
+def _require_group(parent: zarr.Group, name: str) -> zarr.Group:
+    """``require_group`` that tolerates another process creating the same group at the same moment
+    (zarr then raises ContainsGroupError, or KeyError while its zarr.json is being renamed)."""
+    for _ in range(5):
+        try:
+            return parent.require_group(name)
+        except (ContainsGroupError, KeyError, FileNotFoundError):
+            time.sleep(0.05)
+    return parent[name]
 
 
 def _plan_summary(p: SplitPlan) -> dict[str, Any]:
