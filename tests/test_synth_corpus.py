@@ -160,5 +160,5 @@ def test_cli_synth_and_list(tmp_path, capsys):
     assert main(["corpus", "list", "--data-path", str(out), "--split", "val"]) == 0
     text = capsys.readouterr().out
     assert "clips" in text and "captions" in text and "10" in text
-    assert main(["corpus", "list", "--data-path", str(tmp_path / "absent"), "--split", "val"]) == 1
+    assert main(["corpus", "list", "--data-path", str(tmp_path / "absent"), "--split", "val"]) == 2  # a user error: one line, exit 2
     assert "clotho_captions_validation.csv" in capsys.readouterr().err
