@@ -1,7 +1,8 @@
 """Decode audio files with soundfile (libsndfile): wav, flac, ogg/vorbis and mp3.
 
 torchaudio >= 2.9 has no ``load``/``info``; soundfile is the one decoder here. Every failure
-(missing, unreadable, corrupt, truncated, zero-length, non-finite samples) surfaces as
+(missing, unreadable, corrupt, truncated, zero-length, non-finite samples, float samples beyond
+``FLOAT_PEAK_LIMIT`` times full scale) surfaces as
 ``AudioDecodeError`` naming the file. Silence is valid audio.
 """
 
@@ -72,6 +73,7 @@ def decode(path: str | Path, *, max_frames: int | None = None) -> tuple[np.ndarr
     mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if not np.isfinite(mono).all():
         raise AudioDecodeError(path, "decoded samples contain NaN or infinity")
+    _check_peak(path, data)
     return np.ascontiguousarray(mono), rate
 
 
@@ -98,6 +100,22 @@ def load_audio(path: str | Path, target_sr: int | None = 16000, *,
 
 
 _LOSSY_FORMATS = ("MP3", "OGG", "MPEG")
+
+# Full scale is 1.0. Integer PCM decodes inside [-1, 1]; float files may go over (a hot mix,
+# resampling overshoot, lossy decoding: a few dB, rarely +12 dB = 4x). A float file written with
+# integer-scaled samples (the classic int16 -> float mistake) is off by 32768 (+90 dB) or more, so
+# a limit of 16x (+24 dB) refuses every such file whose audio is louder than -66 dBFS (near
+# silence) and never a plausible real recording.
+FLOAT_PEAK_LIMIT = 16.0
+
+
+def _check_peak(path: Path, data: np.ndarray) -> None:
+    """Refuse samples far outside [-1, 1] (the models would see +90 dB audio without a word)."""
+    peak = float(np.abs(data).max()) if data.size else 0.0
+    if peak > FLOAT_PEAK_LIMIT:
+        raise AudioDecodeError(path, f"samples reach {peak:.3g}, {peak:.0f} times full scale (1.0; the "
+                                     f"limit is {FLOAT_PEAK_LIMIT:g}): a float file holding integer-scaled "
+                                     f"samples? re-save it with samples in [-1, 1] (e.g. divide by 32768)")
 
 
 def _is_truncated(decoded: int, expected: int, lossy: bool) -> bool:

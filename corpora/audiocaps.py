@@ -12,10 +12,12 @@ and counted in ``removed["not_on_disk"]``.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from ._aac_compat import import_aac_datasets
-from .base import Clip, CorpusError, CorpusSplit
+from .base import Clip, CorpusError, CorpusSplit, warn_empty_captions
+from .csvfile import read_csv_rows
 from .durations import probe_durations
 
 logger = logging.getLogger(__name__)
@@ -44,8 +46,9 @@ def load_audiocaps(data_path: Path, split: str, *, download: bool = False, audio
             f"({'no such folder' if not audio_dir.is_dir() else 'none found'}); "
             f"fix: extract the baseline's AUDIOCAPS.zip into {data_path} and pass --download "
             f"once to fetch the CSV metadata")
-    raw, _ = f.load_audiocaps_dataset(str(data_path), split, audio_format=audio_format,
-                                      exclude_removed_audio=False, sr=sr, version=version)
+    captions_csv = Path(f._get_captions_dpath(str(data_path), split, sr, version)) / \
+        f._AUDIOCAPS_LINKS[version][split]["captions"]["fname"]
+    raw = read_audiocaps_csv(captions_csv, audio_format, audio_dir)
     keep = [i for i, on_disk in enumerate(raw["is_on_disk"]) if on_disk]
     removed = {"not_on_disk": len(raw["fname"]) - len(keep)} if len(keep) < len(raw["fname"]) else {}
     if removed:
@@ -55,4 +58,21 @@ def load_audiocaps(data_path: Path, split: str, *, download: bool = False, audio
     secs = probe_durations(paths) if durations else [None] * len(paths)
     clips = [Clip(clip_id=raw["fname"][i], path=p, captions=tuple(raw["captions"][i]), split=split,
                   dataset="audiocaps", duration=d) for i, p, d in zip(keep, paths, secs)]
+    warn_empty_captions(f"audiocaps {split} ({captions_csv})", clips)
     return CorpusSplit(name="audiocaps", split=split, root=audio_dir, clips=clips, removed=removed)
+
+
+def read_audiocaps_csv(path: Path, audio_format: str, audio_dir: Path) -> dict[str, list]:
+    """aac-datasets' ``load_audiocaps_dataset`` fields (fname, captions, is_on_disk), one clip per
+    ``<youtube_id>_<start_time>.<format>`` in first-seen order, its rows' captions in file order.
+
+    Read here (UTF-8, a BOM stripped, columns checked) rather than by aac-datasets, which opens
+    the file in the locale's encoding and fails with a KeyError on a BOM or a renamed column.
+    """
+    rows = read_csv_rows(path, ("youtube_id", "start_time", "caption"), "AudioCaps captions CSV")
+    captions: dict[str, list[str]] = {}
+    for r in rows:
+        captions.setdefault(f"{r['youtube_id']}_{r['start_time']}.{audio_format}", []).append(r["caption"])
+    on_disk = set(os.listdir(audio_dir)) if audio_dir.is_dir() else set()
+    return {"fname": list(captions), "captions": list(captions.values()),
+            "is_on_disk": [n in on_disk for n in captions]}

@@ -83,3 +83,19 @@ def missing_report(what: str, missing: list[Path], total: int, fix: str, example
 def log_removed(what: str, removed: dict[str, int], before: int) -> None:
     for reason, count in removed.items():
         logger.info("%s: removed %d of %d clips (%s)", what, count, before, reason)
+
+
+def warn_empty_captions(what: str, clips: Iterable[Clip], examples: int = 3) -> int:
+    """Log one warning naming the clips with an empty (or blank) caption; returns their number.
+
+    An empty caption is still extracted (the text model sees only its special tokens) and can be
+    trained on or scored as a query, so blank cells would move a metric without a word; the
+    official captions have none.
+    """
+    empty = [c.clip_id for c in clips if any(not cap.strip() for cap in c.captions)]
+    if empty:
+        more = f" and {len(empty) - examples} more" if len(empty) > examples else ""
+        logger.warning("%s: %d clip(s) have an empty caption, e.g. %s%s; kept as they are (an empty "
+                       "caption is encoded as empty text): fill in those cells to avoid this",
+                       what, len(empty), ", ".join(empty[:examples]), more)
+    return len(empty)

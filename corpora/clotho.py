@@ -9,12 +9,12 @@ Layout (under ``data_path``)::
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 from ._aac_compat import import_aac_datasets
-from .base import Clip, CorpusError, CorpusSplit, missing_paths, missing_report
+from .base import Clip, CorpusError, CorpusSplit, missing_paths, missing_report, warn_empty_captions
+from .csvfile import read_csv_rows, refuse_duplicates
 from .durations import probe_durations
 
 logger = logging.getLogger(__name__)
@@ -57,15 +57,7 @@ def load_clotho(data_path: Path, split: str, *, download: bool = False, duration
         f.download_clotho_dataset(str(data_path), split, clean_archives=False, verify_files=True,
                                   version=CLOTHO_VERSION)
     captions_csv, metadata_csv, audio_dir = clotho_paths(data_path, split)
-    _check_prepared(data_path, split, captions_csv, metadata_csv, audio_dir, allow_missing)
-    if allow_missing and not f._is_prepared_clotho(str(data_path), CLOTHO_VERSION, split):
-        raw = {"fname": [], "captions": []}
-        with captions_csv.open(newline="") as fh:
-            for row in csv.DictReader(fh):
-                raw["fname"].append(row["file_name"])
-                raw["captions"].append([row[k] for k in f._CAPTIONS_KEYS])
-    else:
-        raw = f.load_clotho_dataset(str(data_path), split, version=CLOTHO_VERSION)
+    raw = _check_prepared(data_path, split, captions_csv, metadata_csv, audio_dir, allow_missing)
     paths = [audio_dir / name for name in raw["fname"]]
     removed: dict[str, int] = {}
     keep = list(range(len(paths)))
@@ -83,19 +75,35 @@ def load_clotho(data_path: Path, split: str, *, download: bool = False, duration
     secs = probe_durations([paths[i] for i in keep]) if durations else [None] * len(keep)
     clips = [Clip(clip_id=raw["fname"][i], path=paths[i], captions=tuple(raw["captions"][i]),
                   split=split, dataset="clotho", duration=d) for i, d in zip(keep, secs)]
+    warn_empty_captions(f"clotho {split} ({captions_csv})", clips)
     return CorpusSplit(name="clotho", split=split, root=audio_dir, clips=clips, removed=removed)
 
 
+def read_clotho_captions_csv(path: Path) -> dict[str, list]:
+    """``{"fname": [...], "captions": [[5 captions], ...]}`` in CSV order (aac-datasets' keys).
+
+    Read here rather than by aac-datasets, which opens the file in the locale's encoding (a BOM
+    breaks the ``file_name`` key) and turns a repeated ``file_name`` into two clips with one id,
+    the first one without captions.
+    """
+    keys = _functional()._CAPTIONS_KEYS
+    rows = read_csv_rows(path, ("file_name", *keys), "Clotho captions CSV")
+    names = [r["file_name"] for r in rows]
+    refuse_duplicates(path, names, "file_name", "Clotho captions CSV")
+    return {"fname": names, "captions": [[r[k] for k in keys] for r in rows]}
+
+
 def _check_prepared(data_path: Path, split: str, captions_csv: Path, metadata_csv: Path,
-                    audio_dir: Path, allow_missing: bool) -> None:
+                    audio_dir: Path, allow_missing: bool) -> dict[str, list]:
+    """The split's captions (``read_clotho_captions_csv``) once its files are found complete."""
     fix = (f"fix: point --data-path at the folder that holds CLOTHO_{CLOTHO_VERSION}/, pass --download to "
            f"fetch Clotho {CLOTHO_VERSION} into {data_path}, or write a synthetic corpus there with "
            f"`audioret corpus synth --out {data_path}`")
     absent = [p for p in (captions_csv, metadata_csv) if not p.is_file()]
     if absent:
         raise CorpusError(f"clotho {split}: missing metadata file(s) {', '.join(map(str, absent))}; {fix}")
-    with captions_csv.open(newline="") as fh:
-        names = [row["file_name"] for row in csv.DictReader(fh)]
+    raw = read_clotho_captions_csv(captions_csv)
+    names = raw["fname"]
     paths = [audio_dir / n for n in names]
     missing = missing_paths(paths)
     if missing and not allow_missing:
@@ -106,3 +114,4 @@ def _check_prepared(data_path: Path, split: str, captions_csv: Path, metadata_cs
         raise CorpusError(f"clotho {split}: {len(extra)} file(s) in {audio_dir} are not listed in "
                           f"{captions_csv.name} (aac-datasets requires the folder to match the CSV), "
                           f"e.g. {extra[:3]}; move them out of the folder")
+    return raw

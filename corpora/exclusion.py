@@ -8,10 +8,11 @@ real (parsing as int would fail or silently drop it).
 
 from __future__ import annotations
 
-import csv
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence, TypeVar
+
+from .csvfile import read_csv_rows
 
 T = TypeVar("T")
 
@@ -28,13 +29,8 @@ def file_stem(name: str) -> str:
 
 def read_id_list(path: str | Path, column: str = "sound_id") -> frozenset[str]:
     """Ids in ``column`` of a CSV, as stripped strings (``Not found`` kept as text)."""
-    path = Path(path)
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise ValueError(f"{path}: expected a CSV with a {column!r} column, "
-                             f"found columns {reader.fieldnames}")
-        return frozenset(row[column].strip() for row in reader if row[column] is not None)
+    rows = read_csv_rows(path, (column,), "id list")
+    return frozenset(row[column].strip() for row in rows)
 
 
 @lru_cache(maxsize=1)

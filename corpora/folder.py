@@ -8,13 +8,13 @@ per row; duplicates collapse (predictions are keyed by query string). If the CSV
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 from audioret.audio import AUDIO_EXTENSIONS
 
 from .base import Clip, CorpusError, CorpusSplit
+from .csvfile import read_csv_rows
 from .durations import probe_durations
 
 logger = logging.getLogger(__name__)
@@ -25,12 +25,7 @@ def read_captions_csv(path: Path) -> list[dict[str, str]]:
     if not path.is_file():
         raise CorpusError(f"{path}: captions CSV not found; pass --captions-csv "
                           f"pointing at a CSV with a 'caption' column")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or "caption" not in reader.fieldnames:
-            raise CorpusError(f"{path}: expected a CSV with a 'caption' column, found columns "
-                              f"{reader.fieldnames}")
-        return list(reader)
+    return read_csv_rows(path, ("caption",), "captions CSV")
 
 
 def load_folder(data_path: Path, split: str = "predict", *, captions_csv: Path | None = None,
@@ -61,5 +56,15 @@ def load_folder(data_path: Path, split: str = "predict", *, captions_csv: Path |
     secs = probe_durations(audio) if durations else [None] * len(audio)
     clips = [Clip(clip_id=p.name, path=p, captions=tuple(per_file.get(p.name, ())), split=split,
                   dataset="folder", duration=d) for p, d in zip(audio, secs)]
+    _warn_empty(captions_csv, rows)
     return CorpusSplit(name="folder", split=split, root=data_path, clips=clips, removed=removed,
                        queries=queries)
+
+
+def _warn_empty(captions_csv: Path | None, rows: list[dict[str, str]], examples: int = 3) -> None:
+    """One warning naming the lines whose caption is empty (kept: encoded as empty text)."""
+    lines = [i + 2 for i, r in enumerate(rows) if not r["caption"].strip()]
+    if lines:
+        logger.warning("%s: %d row(s) have an empty caption (lines %s%s); kept as they are (encoded as "
+                       "empty text): fill in or remove those rows to avoid this", captions_csv, len(lines),
+                       ", ".join(map(str, lines[:examples])), " ..." if len(lines) > examples else "")

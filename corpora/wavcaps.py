@@ -67,7 +67,7 @@ def load_wavcaps(data_path: Path, subset: str, *, split: str = "train", download
     if not json_path.is_file():
         raise CorpusError(f"wavcaps-{subset}: metadata {json_path} is missing; fix: point --data-path at the "
                           f"folder holding WavCaps/json_files, or pass --download")
-    data, size = f._load_json(str(json_path))
+    data, size = _read_json(f, json_path)
     flac_dir = Path(f._get_audio_subset_dpath(str(data_path), None, None, source))
     audio_dir, ext = _audio_location(data_path, flac_dir, audio_format)
     clips = []
@@ -83,6 +83,19 @@ def load_wavcaps(data_path: Path, subset: str, *, split: str = "train", download
     clips, removed = _handle_missing(subset, clips, removed, allow_missing, audio_dir)
     log_removed(f"wavcaps-{subset}", removed, before)
     return CorpusSplit(name=f"wavcaps-{subset}", split=split, root=audio_dir, clips=clips, removed=removed)
+
+
+def _read_json(f, json_path: Path) -> tuple[dict, int]:
+    """aac-datasets' JSON reader, its faults (not JSON, not UTF-8, no ``data`` list) as one line."""
+    try:
+        data, size = f._load_json(str(json_path))
+        if size and not {"id", "caption"} <= set(data):
+            raise KeyError("id/caption")
+        return data, size
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise CorpusError(f"{json_path}: not a WavCaps metadata file ({type(err).__name__}: {err}); "
+                          f"expected UTF-8 JSON {{\"data\": [{{\"id\": ..., \"caption\": ...}}, ...]}}: "
+                          f"download it again with --download") from None
 
 
 def _audio_location(data_path: Path, flac_dir: Path, audio_format: str) -> tuple[Path, str]:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from audioret.evaluate import metrics as M
-from audioret.evaluate.io import Annotation, CaptionTable, read_annotations, read_clotho_captions
+from audioret.evaluate.io import Annotation, CaptionTable, csv_text, read_annotations, read_clotho_captions
 from audioret.evaluate.submission import (RankedLists, ScoreMatrix, read_ranked, read_score_matrix,
                                           submission_kind)
 
@@ -47,8 +47,7 @@ def load_ground_truth(paths: Sequence[str | Path]) -> GroundTruth:
         p = Path(p)
         if not p.is_file():
             raise FileNotFoundError(f"{p}: annotations file not found")
-        with p.open(newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
+        header = next(csv.reader(csv_text(p, "annotations")), [])
         if "query" in header and "audio_filenames" in header:
             gt.multi = read_annotations(p)
         elif "file_name" in header:

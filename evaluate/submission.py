@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from audioret.evaluate.io import csv_text
 from audioret.evaluate.metrics import BlockFn, default_chunk_size, top_k_from_blocks
 
 MATRIX_INDEX = "index"
@@ -147,8 +148,7 @@ def submission_kind(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: predictions file not found")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), [])
+    header = next(csv.reader(csv_text(path, "predictions")), [])
     if header[:1] == [MATRIX_INDEX]:
         return "matrix"
     if header[:1] == [RANKED_CAPTION]:
@@ -159,9 +159,8 @@ def submission_kind(path: str | Path) -> str:
 
 
 def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            yield n, row
+    for n, row in enumerate(csv.reader(csv_text(path, "predictions")), start=1):
+        yield n, row
 
 
 def read_score_matrix(path: str | Path) -> ScoreMatrix:

@@ -113,7 +113,7 @@ def test_folder_corpus_sorted_with_deduplicated_queries(tmp_path):
     assert all(abs(c.duration - 0.5) < 0.06 for c in corpus.clips)
     bad = tmp_path / "bad.csv"
     bad.write_text("text\nhello\n")
-    with pytest.raises(CorpusError, match="'caption' column"):
+    with pytest.raises(CorpusError, match="no column 'caption'"):
         load_corpus("folder", audio, "predict", captions_csv=bad)
 
 
