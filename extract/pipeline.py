@@ -27,9 +27,12 @@ from rich.console import Console
 from audioret.config import to_dict
 from audioret.corpora import CorpusSplit, load_corpus, synthesize
 from audioret.encoders.features import split_window_outputs
-from audioret.encoders.registry import SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder
+from audioret.encoders.registry import (SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder,
+                                        identity_keys_not_compared)
 from audioret.store import (AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, StoreMismatchError, create_store,
                             open_store)
+from audioret.store.core import local_root
+from audioret.store.lock import identity_lock
 from audioret.store.meta import diff as meta_diff
 
 from .config import ExtractConfig
@@ -136,6 +139,8 @@ def ignored_metadata(passes: Sequence[str], existing: Mapping[str, Any] | None) 
     for kind, key in ((AUDIO, "audio_encoder"), (TEXT, "text_encoder")):
         if kind not in passes or (existing is not None and key not in existing):
             out.append(key)
+        elif existing is not None:  # e.g. a text model's name when its weights hash identifies it
+            out += [f"{key}.{k}" for k in identity_keys_not_compared(existing[key])]
     return tuple(out)
 
 
@@ -144,7 +149,7 @@ def check_table_encoder(st: FeatureStore, split: str, kind: str, identity: Mappi
     stored = st.plan_of(split, kind).attrs.get("encoder")
     if stored is None:
         return
-    strip = {"checkpoint", "source"}  # file locations may move; hashes and configs may not
+    strip = set(identity_keys_not_compared(stored))  # locations may move; hashes and configs may not
     d = meta_diff({k: v for k, v in stored.items() if k not in strip},
                   {k: v for k, v in identity.items() if k not in strip})
     if d:
@@ -462,8 +467,7 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
                                      batch_size=config.batch_windows) if AUDIO in config.passes else None)
     text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
     metadata = store_metadata(config, audio_enc, text_enc, dtype, SAMPLE_RATE, WINDOW_SECONDS * SAMPLE_RATE)
-    st = create_store(config.store, metadata, overwrite=config.overwrite, codec=config.codec,
-                      ignore=ignored_metadata(config.passes, None if config.overwrite else _existing(config.store)))
+    st = open_for_writing(config, metadata)
     log.info("shard %d/%d (%s) on %s, autocast %s", shard.index, shard.count, shard.source, device, dtype)
     result = ExtractResult(Path(config.store), shard)
     ids: dict[tuple[str, str], list[str]] = {}
@@ -519,6 +523,20 @@ def rerun_lines(result: ExtractResult) -> list[str]:
         if did:
             out.append(f"{table}: " + "; ".join(did))
     return out
+
+
+def open_for_writing(config: ExtractConfig, metadata: Mapping[str, Any]) -> FeatureStore:
+    """Create or reopen the store under its identity lock (reading what it holds and comparing in one
+    step, so two extracts with other settings started together cannot both write it)."""
+    with identity_lock(local_root(config.store)):
+        existing = None if config.overwrite else _existing(config.store)
+        st = create_store(config.store, metadata, overwrite=config.overwrite, codec=config.codec,
+                          ignore=ignored_metadata(config.passes, existing))
+    if st.codec != config.codec:
+        log.warning("store %s was made with --codec %s; --codec %s is ignored for it (a codec applies to new "
+                    "stores only; pass --overwrite to re-extract with %s)", config.store, st.codec, config.codec,
+                    config.codec)
+    return st
 
 
 def _existing(path: Path) -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import ContainsArrayError, ContainsGroupError
 
-from . import _io, integrity, layout, meta
+from . import _io, integrity, layout, lock, meta
 from .errors import StoreError, StoreMismatchError
 from .layout import FieldSpec
 
@@ -166,17 +166,43 @@ def _exists(path: StoreLike, storage_options: Mapping[str, Any] | None) -> zarr.
                          "restore it, or pass --overwrite (audioret extract) to start the store afresh") from None
 
 
+def local_root(path: StoreLike) -> Path | None:
+    """The folder of a store on a local file system (None: an object store or an in-memory one)."""
+    if isinstance(path, zarr.storage.LocalStore):
+        return Path(path.root)
+    if isinstance(path, Store) or "://" in os.fspath(path):
+        return None
+    return Path(os.fspath(path))
+
+
 def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: bool = False,
                  ignore: Iterable[str] = (), codec: str = DEFAULT_CODEC,
-                 storage_options: Mapping[str, Any] | None = None, _retry: bool = False) -> FeatureStore:
+                 storage_options: Mapping[str, Any] | None = None) -> FeatureStore:
     """Create a store, or reopen it for writing when it was made with the same metadata.
 
     Metadata keys (dotted, under ``ignore``) and ``created``/``package_versions`` are not compared.
     A store with other metadata raises StoreMismatchError (both values per key) unless
-    ``overwrite=True``, which deletes it first. Safe to call from every writer process.
+    ``overwrite=True``, which deletes it first. Safe to call from every writer process: the check
+    and the write happen under the store's identity lock (lock.py), so of two writers with other
+    metadata started together exactly one creates the store and the other is refused.
     """
     if codec not in CODECS:
         raise StoreError(f"unknown codec {codec!r}: expected one of {CODECS}")
+    root = local_root(path)
+    _refuse_file(root)
+    with lock.identity_lock(root):
+        return _create_locked(path, metadata, overwrite, ignore, codec, storage_options, root)
+
+
+def _refuse_file(root: Path | None) -> None:
+    if root is not None and root.exists() and not root.is_dir():
+        raise StoreError(f"--store {root} is a file, not a folder: give a folder path (a new one, or an "
+                         "existing store)")
+
+
+def _create_locked(path: StoreLike, metadata: Mapping[str, Any], overwrite: bool, ignore: Iterable[str],
+                   codec: str, storage_options: Mapping[str, Any] | None, root: Path | None,
+                   _retry: bool = False) -> FeatureStore:
     where = _describe(path)
     old = _exists(path, storage_options)
     if old is not None and not overwrite:
@@ -192,15 +218,16 @@ def create_store(path: StoreLike, metadata: Mapping[str, Any], *, overwrite: boo
                 raise StoreMismatchError(where, d, hint="pass --overwrite (audioret extract) to "
                                          "replace the store, or write to another path")
             return FeatureStore(_open_group(path, "r+", storage_options), where, writable=True)
-    # "a", never "w", unless asked: another writer process may be creating the same store right now
+    # "a", never "w", unless asked: a writer without the lock (an object store) may be creating it now
     try:
         group = _open_group(path, "w" if overwrite else "a", storage_options)
     except (ContainsArrayError, ContainsGroupError):
         if overwrite or _retry:
             raise
         # another process created the group between our check and our create: compare with it instead
-        return create_store(path, metadata, overwrite=False, ignore=ignore, codec=codec,
-                            storage_options=storage_options, _retry=True)
+        return _create_locked(path, metadata, False, ignore, codec, storage_options, root, _retry=True)
+    if overwrite:
+        lock.reassert(root)   # "w" emptied the folder, lock file included
     full = dict(metadata)
     full.update(format_version=meta.FORMAT_VERSION, created=meta.now_iso(),
                 package_versions=meta.package_versions())
@@ -216,6 +243,16 @@ def open_store(path: StoreLike, *, expect: Mapping[str, Any] | None = None, mode
     the store's and the expected value (e.g. another audio encoder or sample rate).
     """
     where = _describe(path)
+    root = local_root(path)
+    _refuse_file(root)
+    if mode != "r" and root is not None and root.is_dir():
+        with lock.identity_lock(root):   # a writer compares while no other one writes the identity
+            return _open_checked(path, where, expect, mode, storage_options)
+    return _open_checked(path, where, expect, mode, storage_options)
+
+
+def _open_checked(path: StoreLike, where: str, expect: Mapping[str, Any] | None, mode: str,
+                  storage_options: Mapping[str, Any] | None) -> FeatureStore:
     group = _exists(path, storage_options)
     if group is None or meta.ATTR_KEY not in group.attrs:
         raise StoreError(f"no audioret store at {where}: expected a zarr group written by "

@@ -1,0 +1,130 @@
+"""Fault injection on the writer side: concurrent writers with other settings, Ctrl-C, a store path
+that is a file, a codec that differs from the store's, read-only and full output folders."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from audioret.store import StoreMismatchError, create_store, open_store, verify_store
+from audioret.store.lock import LOCK_NAME, identity_lock
+
+SPLIT = "val"
+
+
+def _argv(corpus: Path, store: Path, *extra: str) -> list[str]:
+    return ["--data-path", str(corpus), "--store", str(store), "--corpus", "clotho", "--splits", SPLIT,
+            "--audio-encoder", "tiny-beats", "--text-model", "tiny-roberta", "--items-per-part", "2",
+            "--text-items-per-part", "8", "--batch-windows", "4", "--text-batch-size", "8",
+            "--num-workers", "0", "--no-progress", *extra]
+
+
+def _extract(corpus: Path, store: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "audioret", "extract", *_argv(corpus, store, *extra)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# ---- one writer identity per store -------------------------------------------------------------
+def _create(path: str, seconds: float, barrier: mp.Barrier, out: mp.Queue) -> None:
+    barrier.wait()
+    try:
+        create_store(path, {"preprocessing": {"max_seconds": seconds}})
+        out.put((seconds, "ok"))
+    except StoreMismatchError as err:
+        out.put((seconds, str(err)))
+
+
+def test_two_writers_with_other_metadata_started_together_one_is_refused(tmp_path):
+    ctx = mp.get_context("fork")
+    for attempt in range(6):
+        path = str(tmp_path / f"s{attempt}.zarr")
+        barrier, out = ctx.Barrier(2), ctx.Queue()
+        procs = [ctx.Process(target=_create, args=(path, s, barrier, out)) for s in (30.0, 5.0)]
+        for p in procs:
+            p.start()
+        results = dict(out.get(timeout=60) for _ in procs)
+        for p in procs:
+            p.join(60)
+        winners = [s for s, r in results.items() if r == "ok"]
+        assert len(winners) == 1, results
+        loser = results[35.0 - winners[0]]
+        assert "preprocessing.max_seconds" in loser
+        assert open_store(path).metadata["preprocessing"]["max_seconds"] == winners[0]
+        assert not (Path(path) / LOCK_NAME).exists()
+
+
+def test_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    import socket
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    root = tmp_path / "s.zarr"
+    root.mkdir()
+    (root / LOCK_NAME).write_text(f"{socket.gethostname()} {dead.pid}\n")
+    with identity_lock(root, wait=2):
+        assert (root / LOCK_NAME).read_text().split() == [socket.gethostname(), str(os.getpid())]
+    assert not (root / LOCK_NAME).exists()
+
+
+def test_a_live_lock_of_another_host_is_reported_with_the_fix(tmp_path):
+    from audioret.store import StoreError
+
+    root = tmp_path / "s.zarr"
+    root.mkdir()
+    (root / LOCK_NAME).write_text("some-other-host 1\n")
+    with pytest.raises(StoreError, match=f"delete {root / LOCK_NAME}"):
+        with identity_lock(root, wait=0.2):
+            pass
+
+
+def test_extracts_with_other_max_seconds_started_together(synth_corpus, tmp_path):
+    """Both exited 0 and left a store of mixed preprocessing (2 of 5 tries) before the lock."""
+    for attempt in range(2):
+        store = tmp_path / f"s{attempt}.zarr"
+        procs = {s: _extract(synth_corpus, store, "--passes", "audio", "--max-seconds", s) for s in ("30", "5")}
+        done = {s: (p.wait(300), p.stderr.read()) for s, p in procs.items()}
+        codes = sorted(rc for rc, _ in done.values())
+        assert codes == [0, 2], done
+        loser = next(err for rc, err in done.values() if rc == 2)
+        winner = next(s for s, (rc, _) in done.items() if rc == 0)
+        assert "preprocessing.max_seconds" in loser and "Traceback" not in loser
+        assert len(loser.strip().splitlines()) == 1, loser
+        assert open_store(store).metadata["preprocessing"]["max_seconds"] == float(winner)
+        assert verify_store(store) == []
+
+
+# ---- --store pointing at a file; --codec on an existing store -----------------------------------
+def test_store_that_is_a_file_is_one_line(synth_corpus, tmp_path, capsys):
+    from audioret.extract.cli import main
+
+    target = tmp_path / "features.zarr"
+    target.write_text("not a store\n")
+    assert main(_argv(synth_corpus, target, "--passes", "text")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"audioret extract: error: --store {target} is a file, not a folder: give a folder path "
+                   "(a new one, or an existing store)")
+    with pytest.raises(Exception, match="is a file, not a folder"):
+        open_store(target)
+
+
+def test_codec_differing_from_the_stores_is_warned(synth_corpus, tmp_path, caplog):
+    from audioret.extract import ExtractConfig, run
+
+    store = tmp_path / "s.zarr"
+    kw = dict(data_path=synth_corpus, store=store, corpus="clotho", splits=(SPLIT,), passes=("text",),
+              text_model="tiny-roberta", text_items_per_part=8, text_batch_size=8, num_workers=0,
+              progress=False)
+    run(ExtractConfig(codec="zstd", **kw))
+    caplog.clear()
+    run(ExtractConfig(codec="none", **kw))
+    lines = [r.getMessage() for r in caplog.records if "--codec" in r.getMessage()]
+    assert lines == [f"store {store} was made with --codec zstd; --codec none is ignored for it (a codec "
+                     "applies to new stores only; pass --overwrite to re-extract with none)"]
+    assert open_store(store).codec == "zstd"
