@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
@@ -130,6 +130,21 @@ class AudioEncoder(FrozenWrapper):
             d = self.dim
             return windows.new_zeros(0, self.frames_per_window, d), windows.new_zeros(0, d)
         return torch.cat(frames), torch.cat(means)
+
+
+def identity_keys_not_compared(stored: Mapping[str, Any]) -> tuple[str, ...]:
+    """Keys of a recorded encoder identity that a reopen does not compare.
+
+    Locations (``checkpoint``, ``source``) may move. A text model recorded with its weights'
+    sha256 is identified by that hash (with its config, max_length and preprocessing), not by the
+    name it was given: ``--text-model roberta-base`` and a folder holding the same files are the
+    same model. Identities written without a hash (a hub name missing from the cache) keep
+    comparing by name.
+    """
+    keys = ["checkpoint", "source"]
+    if stored.get("kind") == "text" and stored.get("weights_sha256"):
+        keys.append("name")
+    return tuple(keys)
 
 
 def build_audio_encoder(name: str = "beats", checkpoint: Path | str | None = None,

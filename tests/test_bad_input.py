@@ -260,3 +260,27 @@ def test_extract_records_an_integer_scaled_file_as_failed(corpus, tmp_path):
     audio = open_store(store).audio("val")
     failed = {audio.ids[i]: reason for i, reason in audio.failures.items()}
     assert list(failed) == [victim.name] and "integer-scaled" in failed[victim.name]
+
+
+# ---- 14.9: --text-model as a folder holding the store's model ----------------------------------
+def test_text_model_given_as_its_folder_reopens_the_store_another_model_is_refused(small_corpus, tmp_path):
+    import torch
+    from transformers import AutoModel
+
+    from audioret.encoders.registry import build_tiny_roberta, cache_dir
+    from audioret.extract import ExtractConfig, run
+    from audioret.store import StoreMismatchError
+
+    kw = dict(data_path=small_corpus, store=tmp_path / "s.zarr", corpus="clotho", splits=("val",),
+              passes=("text",), num_workers=0, progress=False)
+    run(ExtractConfig(text_model="tiny-roberta", **kw))
+    folder = build_tiny_roberta(cache_dir())
+    again = run(ExtractConfig(text_model=str(folder), **kw))  # same files under another name: accepted
+    assert [(s.kind, s.processed) for s in again.stats] == [("text", 0)]
+    other = Path(shutil.copytree(folder, tmp_path / "other"))
+    model = AutoModel.from_pretrained(other)
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    model.save_pretrained(other)
+    with pytest.raises(StoreMismatchError, match="weights_sha256"):
+        run(ExtractConfig(text_model=str(other), **kw))
