@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import sys
 
+INTERRUPTED = 130   # the shell's status for a process stopped by SIGINT (128 + 2)
+RESUME_HINT = "completed parts are kept: rerun the same command to resume"
+
 
 class InputError(ValueError):
     """A command-line value that cannot work (the message names the flag and the fix)."""
@@ -33,3 +36,10 @@ def one_line(text: str) -> str:
     """Line breaks of a message (a library's, or a list of differences) as "; ": one line per error."""
     parts = [" ".join(line.split()) for line in text.splitlines()]
     return "; ".join(p for p in parts if p).replace(":;", ":")
+
+
+def report_interrupt(prog: str, kept: str = RESUME_HINT) -> int:
+    """``prog: stopped by Ctrl-C; <what was kept and how to go on>`` on one line; returns 130.
+    Stage CLIs catch KeyboardInterrupt with this instead of printing its traceback."""
+    print(f"{prog}: stopped by Ctrl-C; {kept}", file=sys.stderr)
+    return INTERRUPTED

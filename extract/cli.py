@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audioret.config import parse_config
-from audioret.errors import report_user_error, user_error_types
+from audioret.errors import report_interrupt, report_user_error, user_error_types
 from audioret.logs import setup_logging
 
 from .config import ExtractConfig
@@ -12,10 +12,12 @@ from .config import ExtractConfig
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(ExtractConfig, argv, prog="audioret extract")
     setup_logging()
-    from .pipeline import run
-
     try:
+        from .pipeline import run
+
         result = run(config)
     except user_error_types() as err:
         return report_user_error("audioret extract", err)
+    except KeyboardInterrupt:   # parts are durable as written; a rerun resumes them
+        return report_interrupt("audioret extract")
     return result.exit_code(config.strict)

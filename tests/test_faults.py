@@ -128,3 +128,27 @@ def test_codec_differing_from_the_stores_is_warned(synth_corpus, tmp_path, caplo
     assert lines == [f"store {store} was made with --codec zstd; --codec none is ignored for it (a codec "
                      "applies to new stores only; pass --overwrite to re-extract with none)"]
     assert open_store(store).codec == "zstd"
+
+
+# ---- Ctrl-C ---------------------------------------------------------------------------------------
+def test_ctrl_c_during_extract_is_one_line_exit_130_and_a_rerun_completes(synth_corpus, tmp_path):
+    store = tmp_path / "s.zarr"
+    extra = ("--splits", "dev", "--passes", "audio", "--items-per-part", "1", "--batch-windows", "1")
+    proc = _extract(synth_corpus, store, *extra)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and not list(store.glob("dev/audio/parts/*.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip(f"the extract finished (rc {proc.returncode}) before a part was written: nothing to interrupt")
+    proc.send_signal(signal.SIGINT)
+    rc, err = proc.wait(120), proc.stderr.read()
+    assert rc == 130, err
+    assert err.strip().splitlines()[-1] == ("audioret extract: stopped by Ctrl-C; completed parts are kept: "
+                                            "rerun the same command to resume")
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    status = open_store(store).status("dev", "audio")
+    assert not status.complete  # stopped midway
+    rerun = _extract(synth_corpus, store, *extra)
+    assert rerun.wait(300) == 0, rerun.stderr.read()
+    assert verify_store(store) == []
+    assert not list(store.rglob("*.partial"))
