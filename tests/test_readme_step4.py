@@ -2,10 +2,10 @@
 
 The demo runs once at a reduced size; the commands are parsed out of README.md (so README and
 test cannot drift) and run through ``audioret``'s real CLI in a folder laid out as the README
-assumes: ``runs/heads`` is the demo's heads run, ``features/clotho.zarr`` the demo's store and
-``predictions/run.csv`` the demo's ranked list. Nothing is mocked: the commands must find the
-demo corpus's own multi-match annotations by themselves (they used to exit 2 on the shipped
-Clotho-eval file).
+assumes: ``runs/heads`` is the demo's heads run and ``features/clotho.zarr`` the demo's store;
+``predict`` writes the ranked list that ``evaluate --predictions`` then scores. Nothing is mocked:
+the commands must find the demo corpus's own multi-match annotations by themselves (they used to
+exit 2 on the shipped Clotho-eval file).
 """
 
 from __future__ import annotations
@@ -22,8 +22,7 @@ SECTION = "### 4. Evaluate and predict"
 SMALL = ["--n-dev", "24", "--n-val", "8", "--n-eval", "16", "--head-epochs", "2", "--finetune-epochs", "0",
          "--batch-size", "16", "--num-workers", "0"]
 # README path -> the demo artifact it stands for
-LAYOUT = {"runs/heads": "heads", "features/clotho.zarr": "features.zarr",
-          "predictions/run.csv": "predictions/demo_top16.csv"}
+LAYOUT = {"runs/heads": "heads", "features/clotho.zarr": "features.zarr"}
 
 
 def step4_commands() -> list[list[str]]:
