@@ -6,6 +6,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 
 INTERRUPTED = 130   # the shell's status for a process stopped by SIGINT (128 + 2)
@@ -43,3 +45,40 @@ def report_interrupt(prog: str, kept: str = RESUME_HINT) -> int:
     Stage CLIs catch KeyboardInterrupt with this instead of printing its traceback."""
     print(f"{prog}: stopped by Ctrl-C; {kept}", file=sys.stderr)
     return INTERRUPTED
+
+
+# OSErrors a user fixes on their side (free space, a writable folder), not bugs in audioret
+DISK_FAULTS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+               errno.EROFS: "read-only file system", errno.EACCES: "permission denied",
+               errno.EPERM: "operation not permitted"}
+
+
+def disk_fault(err: BaseException | None) -> OSError | None:
+    """The full-disk / read-only / permission OSError behind ``err`` (its causes included: the
+    store's background writer re-raises it wrapped), or None."""
+    seen = 0
+    while err is not None and seen < 10:
+        if isinstance(err, OSError) and err.errno in DISK_FAULTS:
+            return err
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+def disk_fault_message(err: OSError, where: str | os.PathLike, flag: str) -> str:
+    """One line naming the output that could not be written and what to do."""
+    name = err.filename or where
+    what = DISK_FAULTS.get(err.errno, err.strerror or "write failed")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"cannot write {name} ({what}): free space on that disk or point {flag} at another one, "
+                "then rerun the same command")
+    return f"cannot write {name} ({what}): point {flag} at a writable folder"
+
+
+def report_disk_fault(prog: str, err: BaseException, where: str | os.PathLike, flag: str) -> int | None:
+    """``prog: error: cannot write ...`` and 2 for a disk fault behind ``err``; None for anything else
+    (the caller re-raises it: a bug keeps its traceback)."""
+    fault = disk_fault(err)
+    if fault is None:
+        return None
+    print(f"{prog}: error: {disk_fault_message(fault, where, flag)}", file=sys.stderr)
+    return 2

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from audioret.config import parse_config
-from audioret.errors import report_interrupt, report_user_error, user_error_types
+from audioret.errors import report_disk_fault, report_interrupt, report_user_error, user_error_types
 from audioret.logs import setup_logging
 
 from .config import ExtractConfig
@@ -20,4 +20,9 @@ def main(argv: list[str] | None = None) -> int:
         return report_user_error("audioret extract", err)
     except KeyboardInterrupt:   # parts are durable as written; a rerun resumes them
         return report_interrupt("audioret extract")
+    except Exception as err:    # a full disk or read-only folder is one line; anything else a traceback
+        code = report_disk_fault("audioret extract", err, config.store, "--store")
+        if code is None:
+            raise
+        return code
     return result.exit_code(config.strict)

@@ -40,6 +40,7 @@ from .data import AudioItems, DecodedBatch, audio_loader, window_batches
 from .plan import AudioLayout, audio_layout, count_tokens, num_parts_for, probe_all, text_items
 from .report import ExtractProgress, ModelTimer, TableStats, failures_table, summary_table
 from .rerun import RerunReport, changed_sources, check_metadata, rebuild_or_refuse, repair_parts
+from .space import check_free_space, check_writable
 from .shard import Shard, local_device_index, parts_of_shard, resolve_shard
 from .writer import BackgroundWriter, PartsSink
 
@@ -294,6 +295,7 @@ def extract_audio(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc:
                                                   final_failures=lay.failures)
     if not pending:
         return stats
+    check_free_space(st, config.store, cs.split, AUDIO)
     dataset = AudioItems([c.path for c in cs.clips], lay.num_samples, lay.failures, target_sr=enc.sample_rate,
                          max_samples=max_samples_of(config, enc.sample_rate), crop_mode=config.crop)
     batches = audio_batches(pending, lay.num_windows, config.batch_windows)
@@ -415,6 +417,7 @@ def extract_text(st: FeatureStore, config: ExtractConfig, cs: CorpusSplit, enc: 
     sink, pending, stats, todo_items = shard_work(st, cs.split, TEXT, shard, rerun)
     if not pending:
         return stats
+    check_free_space(st, config.store, cs.split, TEXT)
     out_dtype = torch.float16 if config.dtype == "float16" else torch.float32
     writer, timer = BackgroundWriter(config.write_queue), ModelTimer(enc.device)
     task = progress.task(f"{cs.split} text", stats.items - stats.skipped)
@@ -461,6 +464,7 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     _check_config(config)
     # the corpus first: a wrong --data-path fails in seconds, before any model loads or store is created
     corpus_splits = {split: load_split(config, split) for split in config.splits}
+    check_writable(config.store)   # before the models load: a read-only mount fails in seconds
     device = resolve_device(config.device, env)
     dtype = autocast_dtype(config.precision, device)
     audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,

@@ -208,7 +208,7 @@ def _create_locked(path: StoreLike, metadata: Mapping[str, Any], overwrite: bool
     if old is not None and not overwrite:
         info = old.attrs.get(meta.ATTR_KEY)
         if info is None:
-            if any(True for _ in old.members()):
+            if _has_members(old):
                 raise StoreError(f"{where} exists and is not an audioret store; pick another path or pass "
                                  "--overwrite (audioret extract) to replace it")
         else:
@@ -267,6 +267,15 @@ def _open_checked(path: StoreLike, where: str, expect: Mapping[str, Any] | None,
             raise StoreMismatchError(where, d, hint="re-extract features with the expected encoder/"
                                      "preprocessing, or open the store that matches them")
     return st
+
+
+def _has_members(group: zarr.Group) -> bool:
+    """Any array or group below (zarr warns about our own lock file there, which is no member)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=f"Object at {lock.LOCK_NAME} is not recognized")
+        return any(True for _ in group.members())
 
 
 def _check_version(where: str, info: Mapping[str, Any]) -> None:

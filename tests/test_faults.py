@@ -152,3 +152,70 @@ def test_ctrl_c_during_extract_is_one_line_exit_130_and_a_rerun_completes(synth_
     assert rerun.wait(300) == 0, rerun.stderr.read()
     assert verify_store(store) == []
     assert not list(store.rglob("*.partial"))
+
+
+# ---- read-only and full output folders ------------------------------------------------------------
+@pytest.fixture
+def tmpfs(tmp_path):
+    """``mount(name, size, ro)`` -> a fresh small tmpfs (tests run as root, who ignores permission
+    bits: only a read-only mount or a full disk makes a write fail); unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs (read-only / full output folders)")
+    mounted: list[Path] = []
+
+    def mount(name: str, size: str, ro: bool = False) -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        opts = f"size={size}" + (",ro" if ro else "")
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+        if r.returncode:
+            pytest.skip(f"mount -t tmpfs not permitted here: {r.stderr.strip()}")
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def _leftovers(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.endswith((".partial", ".tmp")) or "write-probe" in p.name
+            or (p.is_file() and p.stat().st_size == 0)]
+
+
+def test_extract_into_a_read_only_folder_is_one_line_before_any_model_loads(synth_corpus, tmpfs, capsys):
+    from audioret.extract.cli import main
+
+    ro = tmpfs("ro", "1m", ro=True)
+    assert main(_argv(synth_corpus, ro / "s.zarr", "--passes", "text")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"audioret extract: error: cannot write {ro} (read-only file system): point --store at a "
+                   "writable folder")
+
+
+def test_extract_refuses_a_disk_too_small_for_the_plan(synth_corpus, tmpfs, capsys):
+    from audioret.extract.cli import main
+
+    small = tmpfs("small", "300k")
+    assert main(_argv(synth_corpus, small / "s.zarr", "--splits", "dev", "--passes", "audio")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("audioret extract: error: dev/audio needs about ") and "free space there" in err
+    assert _leftovers(small) == []
+
+
+def test_disk_full_while_writing_is_one_line_and_resumes(synth_corpus, tmpfs, tmp_path):
+    """A compressed store is only warned about up front; the disk then fills while writing."""
+    small = tmpfs("full", "400k")
+    store = small / "s.zarr"
+    extra = ("--splits", "dev", "--passes", "audio", "--codec", "zstd")
+    proc = _extract(synth_corpus, store, *extra)
+    rc, err = proc.wait(300), proc.stderr.read()
+    assert rc == 2, err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("audioret extract: error: cannot write ") and \
+        "(no space left on the device): free space on that disk or point --store at another one" in err
+    assert _leftovers(small) == []
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small)], check=True)
+    rerun = _extract(synth_corpus, store, *extra)
+    assert rerun.wait(300) == 0, rerun.stderr.read()
+    assert verify_store(store) == []
