@@ -30,9 +30,7 @@ from audioret.encoders.features import split_window_outputs
 from audioret.encoders.registry import (SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder,
                                         identity_keys_not_compared)
 from audioret.store import (AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, StoreMismatchError, create_store,
-                            open_store)
-from audioret.store.core import local_root
-from audioret.store.lock import identity_lock
+                            identity_lock, local_root, open_store, writer_lock)
 from audioret.store.meta import diff as meta_diff
 
 from .config import ExtractConfig
@@ -475,7 +473,10 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     log.info("shard %d/%d (%s) on %s, autocast %s", shard.index, shard.count, shard.source, device, dtype)
     result = ExtractResult(Path(config.store), shard)
     ids: dict[tuple[str, str], list[str]] = {}
-    with ExtractProgress(config.progress) as progress:
+    # One process per shard: a duplicate (a SLURM task run twice, the command started again while the
+    # first still runs) would reset parts the first one is writing (rerun.repair_parts).
+    with writer_lock(local_root(config.store), f"shard-{shard.index}-of-{shard.count}",
+                     f"shard {shard.index}/{shard.count}"), ExtractProgress(config.progress) as progress:
         for split, cs in corpus_splits.items():
             if "audio" in config.passes:
                 rerun = result.reruns.setdefault(f"{split}/{AUDIO}", RerunReport())

@@ -22,16 +22,18 @@ else from audioret. Public API:
 from __future__ import annotations
 
 from .core import (AUDIO, CODECS, DEFAULT_CODEC, TEXT, FeatureStore, FieldLayout, PartStatus, SplitPlan,
-                   SplitStatus, create_store, open_store)
+                   SplitStatus, create_store, local_root, open_store)
 from .errors import StoreError, StoreIncompleteError, StoreMismatchError
 from .layout import FieldSpec
+from .lock import identity_lock, writer_lock
 from .meta import FORMAT_VERSION
 from .reader import Batch, ItemTable, masked_mean
 from .writer import PartWriter
 
 __all__ = ["AUDIO", "TEXT", "CODECS", "DEFAULT_CODEC", "FORMAT_VERSION", "Batch", "FeatureStore", "FieldLayout",
            "FieldSpec", "ItemTable", "PartStatus", "PartWriter", "SplitPlan", "SplitStatus", "StoreError",
-           "StoreIncompleteError", "StoreMismatchError", "create_store", "masked_mean", "open_store",
+           "StoreIncompleteError", "StoreMismatchError", "create_store", "identity_lock", "local_root", "masked_mean",
+           "open_store", "writer_lock",
            "verify_store", "summarize"]
 
 

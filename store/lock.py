@@ -76,16 +76,44 @@ def _create(path: Path) -> bool:
     return True
 
 
-def _acquire(path: Path, wait: float) -> None:
+@contextmanager
+def writer_lock(root: str | os.PathLike | None, name: str, what: str) -> Iterator[None]:
+    """Exclusive, without waiting: the lock of one writer role (``name``, e.g. one shard of an extract),
+    so a second process in the same role is refused before it resets or rewrites what the first one is
+    writing (a duplicated SLURM task, a command started again while the first still runs)."""
+    if root is None:
+        yield
+        return
+    path = Path(root) / f".audioret.{name}.lock"
+    _make_folder(path)
+    while not _create(path):
+        holder = _read(path)
+        if holder is not None and _is_stale(holder, path):
+            _remove_if_same(path, holder)
+            continue
+        raise StoreError(f"store {path.parent}: {what} is being written by {holder or 'another process'} "
+                         f"(lock file {path}); a second writer would undo its work: wait for it to finish, or "
+                         f"stop it and rerun (if none runs any more, delete {path})")
+    try:
+        yield
+    finally:
+        _release(path)
+
+
+def _make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise StoreError(f"--store {path.parent} is a file, not a folder: give a folder path "
                          "(a new one, or an existing store)") from None
+
+
+def _acquire(path: Path, wait: float) -> None:
+    _make_folder(path)
     deadline = time.monotonic() + wait
     while not _create(path):
         holder = _read(path)
-        if holder is not None and _is_stale(holder):
+        if holder is not None and _is_stale(holder, path):
             _remove_if_same(path, holder)
             continue
         if time.monotonic() > deadline:
@@ -102,8 +130,16 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _is_stale(holder: str) -> bool:
-    """True for a lock of a process of this host that no longer runs."""
+EMPTY_LOCK_AGE_S = 10.0  # a holder killed between creating the file and writing its name leaves it empty
+
+
+def _is_stale(holder: str, path: Path) -> bool:
+    """True for a lock of a process of this host that no longer runs, or one left empty long ago."""
+    if not holder:
+        try:
+            return time.time() - path.stat().st_mtime > EMPTY_LOCK_AGE_S
+        except FileNotFoundError:
+            return False
     host, _, pid = holder.rpartition(" ")
     if host != socket.gethostname() or not pid.isdigit():
         return False
@@ -117,11 +153,21 @@ def _is_stale(holder: str) -> bool:
 
 
 def _remove_if_same(path: Path, holder: str) -> None:
-    if _read(path) == holder:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+    """Take a stale lock away without ever deleting a live one: move it aside first (atomic), then
+    look at what was moved; a lock another process created meanwhile is put back."""
+    aside = path.with_name(f"{path.name}.stale.{os.getpid()}")
+    try:
+        os.replace(path, aside)
+    except FileNotFoundError:
+        return
+    try:
+        if _read(aside) != holder:
+            try:
+                os.link(aside, path)  # back in place, unless yet another lock exists by now
+            except FileExistsError:
+                pass
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 def _release(path: Path) -> None:
