@@ -335,12 +335,18 @@ def run(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def remove_empty_dirs(root: Path) -> None:
-    """Remove ``root`` and its subfolders bottom-up where they hold no file (a rerun reuses the rest)."""
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(folder.iterdir()):
-            folder.rmdir()
-    if root.is_dir() and not any(root.iterdir()):
-        root.rmdir()
+    """Remove ``root`` and its subfolders bottom-up where they hold no file (a rerun reuses the rest).
+    Best effort: it runs while an error propagates, and must never replace that error with its own."""
+    try:
+        folders = [p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()]
+        for folder in [*sorted(folders, key=lambda p: len(p.parts), reverse=True), root]:
+            try:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+            except OSError:
+                continue
+    except OSError:
+        pass
 
 
 def _run_steps(cfg: DemoConfig) -> dict[str, Any]:

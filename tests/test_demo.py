@@ -110,3 +110,20 @@ def test_a_failing_step_removes_only_the_empty_folders_this_run_created(tmp_path
     mine.mkdir()
     assert main(["--out", str(mine)]) == 2  # a folder that existed before is never removed
     assert mine.is_dir()
+
+
+def test_cleanup_after_a_failure_never_raises_and_keeps_files(tmp_path):
+    """remove_empty_dirs runs while the real error propagates: a symlinked folder or a file must not
+    turn that one-line error into a traceback of its own."""
+    from audioret.demo import remove_empty_dirs
+
+    out = tmp_path / "out"
+    (out / "a" / "b").mkdir(parents=True)
+    (out / "keep").mkdir()
+    (out / "keep" / "f.txt").write_text("x")
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (out / "link").symlink_to(target, target_is_directory=True)
+    remove_empty_dirs(out)
+    assert not (out / "a").exists() and (out / "keep" / "f.txt").is_file()
+    assert target.is_dir() and (out / "link").is_symlink()
