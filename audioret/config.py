@@ -179,8 +179,12 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     leaves the old file or the new one, never half a file (results and completion markers)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:  # a full disk or an interrupt: no half-written temp file stays behind
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 INTERRUPTED = 130   # the shell's status for a process stopped by SIGINT (128 + 2)
 RESUME_HINT = "completed parts are kept: rerun the same command to resume"
@@ -53,12 +55,15 @@ DISK_FAULTS = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk 
                errno.EPERM: "operation not permitted"}
 
 
-def disk_fault(err: BaseException | None) -> OSError | None:
+WRITE_ONLY_FAULTS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)   # never raised by a read
+
+
+def disk_fault(err: BaseException | None, errnos: Iterable[int] = DISK_FAULTS) -> OSError | None:
     """The full-disk / read-only / permission OSError behind ``err`` (its causes included: the
     store's background writer re-raises it wrapped), or None."""
-    seen = 0
+    seen, errnos = 0, set(errnos)
     while err is not None and seen < 10:
-        if isinstance(err, OSError) and err.errno in DISK_FAULTS:
+        if isinstance(err, OSError) and err.errno in errnos:
             return err
         err, seen = err.__cause__ or err.__context__, seen + 1
     return None
@@ -66,12 +71,19 @@ def disk_fault(err: BaseException | None) -> OSError | None:
 
 def disk_fault_message(err: OSError, where: str | os.PathLike, flag: str) -> str:
     """One line naming the output that could not be written and what to do."""
-    name = err.filename or where
+    name = err.filename if _inside(err.filename, where) else where   # not a library's temp file elsewhere
     what = DISK_FAULTS.get(err.errno, err.strerror or "write failed")
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return (f"cannot write {name} ({what}): free space on that disk or point {flag} at another one, "
                 "then rerun the same command")
     return f"cannot write {name} ({what}): point {flag} at a writable folder"
+
+
+def _inside(name: str | os.PathLike | None, where: str | os.PathLike) -> bool:
+    if not name:
+        return False
+    a, b = os.path.abspath(os.fspath(name)), os.path.abspath(os.fspath(where))
+    return a == b or a.startswith(b.rstrip(os.sep) + os.sep) or b.startswith(a.rstrip(os.sep) + os.sep)
 
 
 def report_disk_fault(prog: str, err: BaseException, where: str | os.PathLike, flag: str) -> int | None:
@@ -82,3 +94,23 @@ def report_disk_fault(prog: str, err: BaseException, where: str | os.PathLike, f
         return None
     print(f"{prog}: error: {disk_fault_message(fault, where, flag)}", file=sys.stderr)
     return 2
+
+
+class OutputError(InputError):
+    """An output that cannot be written (full disk, read-only folder); the message says which and what to do."""
+
+
+@contextmanager
+def output_faults(where: str | os.PathLike, flag: str, *, reads_inside: bool = False) -> Iterator[None]:
+    """Turn a disk fault inside into OutputError (a user error: one line, exit 2) naming ``where`` and
+    ``flag``; other errors pass unchanged. ``reads_inside``: the block also reads inputs, so only
+    faults of writes (full disk, read-only) are mapped (a permission error may be an input's)."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except Exception as err:
+        fault = disk_fault(err, WRITE_ONLY_FAULTS if reads_inside else DISK_FAULTS)
+        if fault is None:
+            raise
+        raise OutputError(disk_fault_message(fault, where, flag)) from err

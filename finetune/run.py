@@ -33,6 +33,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from audioret.config import atomic_write_text, save_json, to_dict
+from audioret.errors import output_faults
 from audioret.logs import tame_lightning
 from audioret.models.precision import choose_precision
 from audioret.models.progress import progress_callbacks
@@ -358,10 +359,17 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
     module = build_module(cfg)
     sources = audio_sources(cfg, module.model)
     data = FinetuneData(cfg, train, val, test, sources)
-    with created_run_folder(run_folder(cfg)) as out:
+    folder = run_folder(cfg)
+    with output_faults(folder, "--out", reads_inside=True):  # a full disk / read-only --out: one line
+        return _train_and_test(cfg, module, data, annotations, folder, sources.notes)
+
+
+def _train_and_test(cfg: FinetuneConfig, module: Any, data: Any, annotations: Any, folder: Path,
+                    notes: Any) -> dict[str, Any]:
+    with created_run_folder(folder) as out:
         save_json(cfg, out / "config.json")
         trainer, best, last = make_trainer(cfg, out)
-        result: dict[str, Any] = {"out": str(out), "notes": sources.notes}
+        result: dict[str, Any] = {"out": str(out), "notes": notes}
         if cfg.train:
             trainer.fit(module, datamodule=data,
                         ckpt_path=str(cfg.resume_ckpt_path) if cfg.resume_ckpt_path else None,

@@ -219,3 +219,43 @@ def test_disk_full_while_writing_is_one_line_and_resumes(synth_corpus, tmpfs, tm
     rerun = _extract(synth_corpus, store, *extra)
     assert rerun.wait(300) == 0, rerun.stderr.read()
     assert verify_store(store) == []
+
+
+@pytest.fixture
+def heads_store(tmp_path):
+    import torch
+
+    from audioret.train_heads.store_reader import write_feature_split
+    from audioret.train_heads.synthetic import synthetic_split
+
+    torch.set_num_threads(1)
+    path = tmp_path / "synth.zarr"
+    for name, n, seed in (("dev", 64, 1), ("val", 32, 2), ("eval", 32, 3)):
+        write_feature_split(path, synthetic_split(name, n, seed=seed))
+    return path
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_train_heads_into_a_read_only_or_full_out_is_one_line(heads_store, tmpfs, capsys, fault):
+    from audioret.train_heads.cli import main
+
+    disk = tmpfs(fault, "1m" if fault == "read-only" else "24k", ro=fault == "read-only")
+    out = disk / "heads"
+    rc = main(["--store", str(heads_store), "--out", str(out), "--max-epochs", "2", "--rampdown-epochs", "1",
+               "--floor", "none", "--embed-dim", "64", "--hidden-dim", "128", "--batch-size", "32",
+               "--no-progress", "--logger", "none"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2, err
+    why = "read-only file system" if fault == "read-only" else "no space left on the device"
+    assert err[-1].startswith("audioret train-heads: error: cannot write ") and f"({why})" in err[-1], err
+    assert "--out" in err[-1]
+    assert _leftovers(disk) == [], _leftovers(disk)
+
+
+def test_atomic_write_text_leaves_no_temp_file_on_a_full_disk(tmpfs):
+    from audioret.config import atomic_write_text
+
+    disk = tmpfs("full", "8k")
+    with pytest.raises(OSError):
+        atomic_write_text(disk / "summary.json", "x" * 200_000)
+    assert list(disk.iterdir()) == []

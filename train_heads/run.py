@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from audioret.config import atomic_write_text, to_dict
+from audioret.errors import output_faults
 from audioret.logs import format_duration, tame_lightning
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.checkpoint import safe_torch_load
@@ -270,9 +271,10 @@ def run(cfg: TrainHeadsConfig, splits: Splits | None = None) -> list[RunResult]:
     runs = expand_sweep(cfg)
     for _, c in runs:  # fail on a bad sweep value before the first run, not after it
         head_config(c, 1, 1)
-    results = [train_one(c, splits, name) for name, c in runs]
-    floor = floor_result(cfg, splits)
-    if floor is not None:
-        results.append(floor)
-    write_table(results, cfg.out)
+    with output_faults(cfg.out, "--out", reads_inside=True):  # a full disk / read-only --out: one line
+        results = [train_one(c, splits, name) for name, c in runs]
+        floor = floor_result(cfg, splits)
+        if floor is not None:
+            results.append(floor)
+        write_table(results, cfg.out)
     return results
