@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +85,22 @@ class LastCheckpoint(Checkpoint):
         return f"LastCheckpoint{{'every_n_steps': {self.every_n_steps}}}"
 
 
-def clear_run_checkpoints(dirpath: str | Path) -> list[Path]:
-    """Remove the Lightning checkpoints an earlier run wrote into ``dirpath`` (``epoch=*.ckpt``,
-    ``last*.ckpt``, ``step=*.ckpt``), so a rerun into the same folder neither leaves stale files beside
-    its own nor gets ``-v1`` names. Other files are kept. Returns what was removed."""
+STALE_PATTERNS = ("epoch=*.ckpt", "step=*.ckpt", LAST, "last-v*.ckpt")
+
+
+def clear_run_checkpoints(dirpath: str | Path, keep: Iterable[str | Path] = ()) -> list[Path]:
+    """Remove the Lightning checkpoints an earlier run wrote into ``dirpath`` (``epoch=N.ckpt``,
+    ``step=N.ckpt``, ``last.ckpt``, ``last-vN.ckpt``) except ``keep``, so a rerun into the same folder
+    leaves no stale files beside its own. Called after a run succeeded, with its own files in ``keep``:
+    a rerun that fails or is killed leaves the earlier run's files alone. Other files are never
+    touched. Returns what was removed."""
     folder = Path(dirpath)
     if not folder.is_dir():
         return []
-    gone = [p for pattern in ("epoch=*.ckpt", "last*.ckpt", "step=*.ckpt") for p in folder.glob(pattern)]
+    kept = {Path(k).resolve() for k in keep if k}
+    gone = [p for pattern in STALE_PATTERNS for p in folder.glob(pattern) if p.resolve() not in kept]
     for p in gone:
-        p.unlink()
+        p.unlink(missing_ok=True)
     if gone:
         log.info("removed %d checkpoint(s) of an earlier run in %s", len(gone), folder)
     return gone

@@ -88,8 +88,22 @@ def test_train_heads_last_is_the_latest_epoch_and_a_rerun_replaces_it(tmp_path, 
                                    for e, line in zip((1, 2, 3), lines))
     assert result.name == "h"  # the single run's row is named after its folder, not "run"
 
+    (ckpts / "epoch=7.ckpt").write_bytes((ckpts / "epoch=0.ckpt").read_bytes())  # an older run's best
+    (ckpts / "last_good.ckpt").write_bytes(b"a user's own file")
+    from audioret.train_heads.module import HeadsModule
+
+    def broken_step(self, batch, batch_idx):
+        raise RuntimeError("killed mid-rerun")
+
+    with pytest.MonkeyPatch.context() as mp:  # a rerun that dies leaves the earlier run's files alone
+        mp.setattr(HeadsModule, "training_step", broken_step)
+        with pytest.raises(RuntimeError, match="killed mid-rerun"):
+            run(TrainHeadsConfig(**{**cfg.__dict__, "max_epochs": 2}), splits)
+    assert {"epoch=0.ckpt", "epoch=7.ckpt", "last.ckpt"} <= {p.name for p in ckpts.iterdir()}
+    assert read_ckpt(ckpts / "last.ckpt") == (2, 3 * steps)
+
     run(TrainHeadsConfig(**{**cfg.__dict__, "max_epochs": 2}), splits)  # rerun into the same --out
-    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch=0.ckpt", "last.ckpt"]  # no last-v1.ckpt
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch=0.ckpt", "last.ckpt", "last_good.ckpt"]  # no -v1
     assert read_ckpt(ckpts / "last.ckpt") == (1, 2 * steps)
 
 

@@ -161,9 +161,10 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
                                          shard_block=splits.shard_block, shuffle_window=cfg.shuffle_window))
     val = splits.evals.get("val")
     monitor = "val/mAP@10" if val is not None else None
-    clear_run_checkpoints(cfg.out / "checkpoints")  # a rerun: no stale epoch=N / last-v1 files
+    # A rerun into the same --out overwrites epoch=N.ckpt/last.ckpt in place (no -v1 names) and removes
+    # the earlier run's other checkpoints only once it has succeeded (below).
     ckpt = ModelCheckpoint(dirpath=cfg.out / "checkpoints", filename="{epoch}", monitor=monitor, mode="max",
-                           save_top_k=1, save_last=False)
+                           save_top_k=1, save_last=False, enable_version_counter=False)
     last = LastCheckpoint(cfg.out / "checkpoints")
     show, bars = progress_callbacks(cfg.progress)
     cuda = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
@@ -179,6 +180,8 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
     trainer.fit(module, train_dataloaders=train_loader,
                 val_dataloaders=loader(EvalChunks(val, cfg.eval_batch_size)) if val is not None else None)
     best = ckpt.best_model_path or (str(last.path) if last.path.is_file() else "")
+    if trainer.is_global_zero:
+        clear_run_checkpoints(cfg.out / "checkpoints", keep=(ckpt.best_model_path, last.path))
     metrics = dict(module.latest_metrics)
     if ckpt.best_model_score is not None:
         metrics["val/mAP@10"] = float(ckpt.best_model_score)  # the selected epoch's score
