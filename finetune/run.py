@@ -24,7 +24,7 @@ import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import lightning as L
 import torch
@@ -327,10 +327,12 @@ def _test(trainer: L.Trainer, module: FinetuneModule, data: FinetuneData, ckpt: 
 
 
 @contextmanager
-def created_run_folder(out: Path) -> Iterator[Path]:
-    """Create ``out``; if what follows raises before a checkpoint exists in it, remove what this call
-    created (``out`` and any parent it made), so a failed start leaves no stray run folder. A folder
-    that existed before, or one holding a checkpoint, is kept."""
+def created_run_folder(out: Path, started: Callable[[], bool] = lambda: False) -> Iterator[Path]:
+    """Create ``out``; if what follows raises before training took a step (``started``) and before a
+    checkpoint exists in it, remove what this call created (``out`` and any parent it made), so a
+    failed start leaves no stray run folder. A folder that existed before, one holding a checkpoint,
+    or a run that trained (an out-of-memory error an hour into the first epoch keeps its config and
+    logs) is kept."""
     made = None if out.exists() else out
     while made is not None and not made.parent.exists():
         made = made.parent
@@ -338,7 +340,7 @@ def created_run_folder(out: Path) -> Iterator[Path]:
     try:
         yield out
     except Exception:
-        if made is not None and not any((out / "checkpoints").glob("*.ckpt")):
+        if made is not None and not started() and not any((out / "checkpoints").glob("*.ckpt")):
             shutil.rmtree(made, ignore_errors=True)
         raise
 
@@ -366,7 +368,7 @@ def run(cfg: FinetuneConfig) -> dict[str, Any]:
 
 def _train_and_test(cfg: FinetuneConfig, module: Any, data: Any, annotations: Any, folder: Path,
                     notes: Any) -> dict[str, Any]:
-    with created_run_folder(folder) as out:
+    with created_run_folder(folder, started=lambda: module.global_step > 0) as out:
         save_json(cfg, out / "config.json")
         trainer, best, last = make_trainer(cfg, out)
         result: dict[str, Any] = {"out": str(out), "notes": notes}

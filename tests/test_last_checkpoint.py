@@ -132,3 +132,23 @@ def test_failed_finetune_starts_leave_no_run_folder(synth_corpus, tmp_path, monk
     with pytest.raises(ValueError):  # a folder that existed before is the user's: kept
         finetune(FinetuneConfig(**{**FLAT, "data_path": synth_corpus, "batch_size": 10_000, "out": kept}))
     assert kept.is_dir()
+
+
+def test_a_run_that_trained_keeps_its_folder_when_it_fails_later(tmp_path):
+    """Only a failed *start* is cleaned up: a failure after optimizer steps (say an out-of-memory error
+    an hour into the first epoch) keeps config.json and the logs, even before any checkpoint."""
+    from audioret.finetune.run import created_run_folder
+
+    steps = {"n": 0}
+    out = tmp_path / "runs" / "ft"
+    with pytest.raises(MemoryError):
+        with created_run_folder(out, started=lambda: steps["n"] > 0):
+            (out / "config.json").write_text("{}")
+            steps["n"] = 120
+            raise MemoryError("CUDA out of memory")
+    assert (out / "config.json").is_file()
+    out2 = tmp_path / "runs2" / "ft"
+    with pytest.raises(ValueError):
+        with created_run_folder(out2, started=lambda: False):
+            raise ValueError("bad start")
+    assert not (tmp_path / "runs2").exists()
