@@ -89,7 +89,7 @@ def read_clotho_captions_csv(path: Path) -> dict[str, list]:
     keys = _functional()._CAPTIONS_KEYS
     rows = read_csv_rows(path, ("file_name", *keys), "Clotho captions CSV")
     names = [r["file_name"] for r in rows]
-    refuse_duplicates(path, names, "file_name", "Clotho captions CSV")
+    refuse_duplicates(path, names, "file_name", "Clotho captions CSV", lines=rows.lines)
     return {"fname": names, "captions": [[r[k] for k in keys] for r in rows]}
 
 

@@ -19,14 +19,24 @@ from .base import CorpusError
 Row = dict[str, str]
 
 
-def read_csv_rows(path: str | Path, required: Sequence[str], what: str) -> list[Row]:
+class Rows(list):
+    """The rows of a CSV, with ``lines[i]``: the file line on which row ``i`` ends (blank lines and
+    captions spanning several lines counted, as an editor shows them)."""
+
+    lines: list[int]
+
+
+def read_csv_rows(path: str | Path, required: Sequence[str], what: str) -> Rows:
     """Rows of ``path`` (header first) that has every column in ``required``; values are strings."""
     path = Path(path)
     text = _decode(path, what)
     try:
         reader = csv.DictReader(io.StringIO(text, newline=""))
         header = list(reader.fieldnames or [])
-        rows = list(reader)
+        rows, rows.lines = Rows(), []
+        for row in reader:
+            rows.append(row)
+            rows.lines.append(reader.line_num)
     except csv.Error as err:
         raise CorpusError(f"{path}: {what} is not a readable CSV ({err}); re-save it as a "
                           f"comma-separated UTF-8 CSV") from None
@@ -54,11 +64,11 @@ def _decode(path: Path, what: str) -> str:
                           f"{err.start}); re-save the CSV as UTF-8") from None
 
 
-def _check_complete(path: Path, rows: list[Row], header: list[str], what: str) -> None:
+def _check_complete(path: Path, rows: Rows, header: list[str], what: str) -> None:
     """A row with fewer fields than the header reads as None values (a later TypeError)."""
     for i, row in enumerate(rows):
         if any(v is None for v in row.values()):
-            raise CorpusError(f"{path}: line {i + 2} of the {what} has {sum(v is not None for v in row.values())} "
+            raise CorpusError(f"{path}: line {rows.lines[i]} of the {what} has {sum(v is not None for v in row.values())} "
                               f"fields, the header has {len(header)}; fix or remove that line")
 
 
@@ -68,12 +78,15 @@ def duplicated(values: Sequence[str]) -> list[str]:
     return [v for v in dict.fromkeys(values) if counts[v] > 1]
 
 
-def refuse_duplicates(path: Path, names: Sequence[str], column: str, what: str, examples: int = 3) -> None:
-    """One clip per name: a duplicated name would become two items with one id (a wrong metric)."""
+def refuse_duplicates(path: Path, names: Sequence[str], column: str, what: str, examples: int = 3,
+                      lines: Sequence[int] | None = None) -> None:
+    """One clip per name: a duplicated name would become two items with one id (a wrong metric).
+    ``lines``: the file line of each name (``Rows.lines``); default: one line per row after a header."""
     dups = duplicated(names)
     if not dups:
         return
-    lines = {n: [i + 2 for i, m in enumerate(names) if m == n] for n in dups[:examples]}
+    at = list(lines) if lines is not None else [i + 2 for i in range(len(names))]
+    lines = {n: [at[i] for i, m in enumerate(names) if m == n] for n in dups[:examples]}
     shown = "; ".join(f"{n!r} on lines {', '.join(map(str, ls))}" for n, ls in lines.items())
     more = f" and {len(dups) - examples} more" if len(dups) > examples else ""
     raise CorpusError(f"{path}: {len(dups)} {column} value(s) of the {what} appear on more than one "
