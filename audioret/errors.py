@@ -16,18 +16,22 @@ INTERRUPTED = 130   # the shell's status for a process stopped by SIGINT (128 + 
 RESUME_HINT = "completed parts are kept: rerun the same command to resume"
 
 
+class UserError(Exception):
+    """Base of the errors of shared packages that mean 'fix your input' (corpora's CorpusError): they
+    subclass it, so this module names them without importing those packages (imports run one way)."""
+
+
 class InputError(ValueError):
     """A command-line value that cannot work (the message names the flag and the fix)."""
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The exception types that mean 'fix your input' (imported lazily: evaluated only on an error)."""
-    from audioret.corpora.base import CorpusError
-    from audioret.store.errors import StoreError
+    from audioret.store.errors import StoreError  # store/ imports nothing of ours: it cannot subclass
 
     # CheckpointError (encoders) and the models' checkpoint errors are ValueErrors;
     # TextModelNotFound is a FileNotFoundError.
-    return (StoreError, CorpusError, ValueError, FileNotFoundError)
+    return (StoreError, UserError, ValueError, FileNotFoundError)
 
 
 def report_user_error(prog: str, err: BaseException) -> int:

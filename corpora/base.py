@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from audioret.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 
-class CorpusError(RuntimeError):
+class CorpusError(UserError, RuntimeError):
     """A corpus is absent, incomplete or malformed; the message says what, where and the fix."""
 
 
