@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from audioret.config import to_dict
+from audioret.config import atomic_write_text, to_dict
+from audioret.errors import output_faults
 from audioret.corpora import CorpusSplit, load_corpus, synthesize
 from audioret.encoders.features import split_window_outputs
 from audioret.encoders.registry import (SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder,
@@ -494,8 +495,9 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     if result.num_failed:
         console.print(failures_table(result.stats, ids))
     if config.summary_json is not None:
-        Path(config.summary_json).write_text(json.dumps(
-            {"shard": vars(shard), "stats": [s.to_json() for s in result.stats]}, indent=2) + "\n")
+        with output_faults(config.summary_json, "--summary-json"):
+            atomic_write_text(config.summary_json, json.dumps(
+                {"shard": vars(shard), "stats": [s.to_json() for s in result.stats]}, indent=2) + "\n")
     return result
 
 

@@ -259,3 +259,15 @@ def test_atomic_write_text_leaves_no_temp_file_on_a_full_disk(tmpfs):
     with pytest.raises(OSError):
         atomic_write_text(disk / "summary.json", "x" * 200_000)
     assert list(disk.iterdir()) == []
+
+
+def test_shards_of_one_extract_started_together_still_cooperate(synth_corpus, tmp_path):
+    """The lock serializes only the identity check: both shards write their parts and the store completes."""
+    store = tmp_path / "s.zarr"
+    procs = [_extract(synth_corpus, store, "--passes", "audio", "--num-shards", "2", "--shard-index", str(i))
+             for i in range(2)]
+    done = [(p.wait(300), p.stderr.read()) for p in procs]
+    assert [rc for rc, _ in done] == [0, 0], done
+    assert open_store(store).status(SPLIT, "audio").complete
+    assert verify_store(store) == []
+    assert not (store / LOCK_NAME).exists()
