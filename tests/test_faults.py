@@ -271,3 +271,21 @@ def test_shards_of_one_extract_started_together_still_cooperate(synth_corpus, tm
     assert open_store(store).status(SPLIT, "audio").complete
     assert verify_store(store) == []
     assert not (store / LOCK_NAME).exists()
+
+
+def test_finetune_into_a_full_out_is_one_line_and_leaves_no_partial_checkpoint(synth_corpus, tmpfs):
+    from audioret.errors import OutputError
+    from audioret.finetune.config import FinetuneConfig
+    from audioret.finetune.run import run as finetune
+
+    disk = tmpfs("full", "64k")
+    out = disk / "run"
+    cfg = FinetuneConfig(data_path=synth_corpus, out=out, max_epochs=1, audio_encoder="tiny-beats",
+                         text_model="tiny-roberta", n_workers=0, precision="32-true", batch_size=2,
+                         batch_size_eval=4, limit_train_batches=1, limit_val_batches=1, test=False, seed=3)
+    with pytest.raises(OutputError) as caught:
+        finetune(cfg)
+    msg = str(caught.value)
+    assert msg.startswith("cannot write ") and "(no space left on the device)" in msg and "--out" in msg, msg
+    assert _leftovers(disk) == []
+    assert not list(disk.rglob("*.ckpt")), list(disk.rglob("*"))
