@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
-from collections.abc import Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 INTERRUPTED = 130   # the shell's status for a process stopped by SIGINT (128 + 2)
 RESUME_HINT = "completed parts are kept: rerun the same command to resume"
@@ -51,6 +54,36 @@ def report_interrupt(prog: str, kept: str = RESUME_HINT) -> int:
     Stage CLIs catch KeyboardInterrupt with this instead of printing its traceback."""
     print(f"{prog}: stopped by Ctrl-C; {kept}", file=sys.stderr)
     return INTERRUPTED
+
+
+@contextmanager
+def watch_interrupt() -> Iterator[Callable[[], bool]]:
+    """Yield ``seen()``: whether Ctrl-C was pressed, also where a library turned it into something else
+    (Lightning's fit shuts down gracefully and raises ``SystemExit(1)``). Ctrl-C still raises
+    KeyboardInterrupt as usual; the previous handler is restored afterwards. A no-op off the main thread."""
+    hit = {"seen": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: hit["seen"]
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        hit["seen"] = True
+        if callable(previous):
+            previous(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: hit["seen"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def is_interrupt(err: BaseException, seen: Callable[[], bool]) -> bool:
+    """A KeyboardInterrupt, or the SystemExit a library raised after its own Ctrl-C handling."""
+    return isinstance(err, KeyboardInterrupt) or (isinstance(err, SystemExit) and seen())
 
 
 # OSErrors a user fixes on their side (free space, a writable folder), not bugs in audioret

@@ -35,12 +35,18 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.store is None:
         parser.error("--store is required (a feature store written by `audioret extract`)")
     setup_logging()
-    from audioret.errors import report_user_error, user_error_types
+    from audioret.errors import is_interrupt, report_interrupt, report_user_error, user_error_types, watch_interrupt
 
     from .run import run
 
-    try:
-        run(cfg)
-    except user_error_types() as err:  # wrong path, store or checkpoint: one line, exit 2
-        return report_user_error("audioret train-heads", err)
+    with watch_interrupt() as seen:
+        try:
+            run(cfg)
+        except user_error_types() as err:  # wrong path, store or checkpoint: one line, exit 2
+            return report_user_error("audioret train-heads", err)
+        except (KeyboardInterrupt, SystemExit) as err:
+            if not is_interrupt(err, seen):
+                raise
+            return report_interrupt("audioret train-heads", f"{cfg.out}/checkpoints/last.ckpt holds the latest "
+                                    "completed epoch (heads.pt is written at the end): rerun to train again")
     return 0
