@@ -21,8 +21,11 @@ logger = logging.getLogger(__name__)
 def run_synth(config: SynthConfig) -> CorpusSplit | None:
     from rich.console import Console
 
+    from audioret.errors import output_faults
+
     started = time.perf_counter()
-    out = write_corpus(config)
+    with output_faults(config.out, "--out"):  # a full or read-only disk: one line, exit 2
+        out = write_corpus(config)
     Console().print(f"wrote synthetic corpus [bold]{out}[/] ({config.n_dev}/{config.n_val}/{config.n_eval} "
                     f"clips) in {time.perf_counter() - started:.1f} s; multi-match annotations: "
                     f"{multi_match_annotations_path(out)}")

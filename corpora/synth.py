@@ -23,12 +23,15 @@ File names include spaces, commas and HTML entities (``&amp;``, ``&#39;``) like 
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -141,6 +144,21 @@ def synthesize(out: str | Path, *, n_dev: int = 120, n_val: int = 40, n_eval: in
     return write_corpus(cfg)
 
 
+def write_wav(path: Path, wave: Any) -> None:
+    """16-bit PCM at the corpus rate. libsndfile reports a full disk as a bare "System error": it is
+    turned into the OSError(ENOSPC) it is, so the CLI can say so in one line; no half file is left."""
+    try:
+        sf.write(str(path), wave, SAMPLE_RATE, subtype="PCM_16")
+    except sf.LibsndfileError as err:
+        path.unlink(missing_ok=True)
+        if shutil.disk_usage(path.parent).free < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+        raise
+
+
+FULL_DISK_BYTES = 1 << 20  # less than this free after a failed write: the disk is full
+
+
 def write_corpus(cfg: SynthConfig) -> Path:
     _validate(cfg)
     out = Path(cfg.out)
@@ -157,7 +175,7 @@ def write_corpus(cfg: SynthConfig) -> Path:
         for i, clip in enumerate(clips):
             rng = np.random.default_rng([cfg.seed, _SPLIT_SEED[split], i, 1])
             wave = render_clip(clip.attrs, clip.duration, SAMPLE_RATE, rng)
-            sf.write(str(audio_dir / clip.file_name), wave, SAMPLE_RATE, subtype="PCM_16")
+            write_wav(audio_dir / clip.file_name, wave)
         _write_csvs(csv_dir, split, clips, cfg.seed)
         attributes[split] = {c.file_name: {**c.attrs, "duration": c.duration} for c in clips}
         if split == "eval":

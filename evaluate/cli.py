@@ -111,10 +111,18 @@ def guarded_main(config_cls: type, run_fn, argv: list[str] | None, prog: str) ->
 
     setup_logging()
     cfg = parse_config(config_cls, argv, prog=prog)
-    from audioret.errors import report_user_error, user_error_types
+    from audioret.errors import WRITE_ONLY_FAULTS, OutputError, disk_fault, disk_fault_message, report_user_error, \
+        user_error_types
 
     try:
-        run_fn(cfg)
+        try:
+            run_fn(cfg)
+        except Exception as err:  # a full or read-only --out: one line (inputs are read here too: writes only)
+            fault = disk_fault(err, WRITE_ONLY_FAULTS)
+            out = getattr(cfg, "out", None)
+            if fault is None or out is None:
+                raise
+            raise OutputError(disk_fault_message(fault, out, "--out")) from err
     except user_error_types() as e:
         return report_user_error(prog, e)
     return 0

@@ -288,14 +288,26 @@ def evaluate_embeddings(text_emb: torch.Tensor, audio_emb: torch.Tensor, caption
 
 def _atomic_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_report(out_dir: str | Path, ev: Evaluation, *, ks: Sequence[int] = M.MULTI_KS,
                  extra: dict[str, Any] | None = None) -> Path:
-    """metrics.json + ranks_single.csv + ranks_multi.csv in ``out_dir``; returns the JSON path."""
+    """metrics.json + ranks_single.csv + ranks_multi.csv in ``out_dir``; returns the JSON path.
+    Each file is written to a temp name and renamed; a failed write (full disk) leaves no temp file."""
     out = Path(out_dir)
+    try:
+        return _write_report(out, ev, ks=ks, extra=extra)
+    finally:
+        for tmp in (out / ".ranks_single.csv.tmp", out / ".ranks_multi.csv.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _write_report(out: Path, ev: Evaluation, *, ks: Sequence[int], extra: dict[str, Any] | None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     if ev.ranks.target is not None:
         with (out / ".ranks_single.csv.tmp").open("w", newline="", encoding="utf-8") as f:

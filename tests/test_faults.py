@@ -289,3 +289,35 @@ def test_finetune_into_a_full_out_is_one_line_and_leaves_no_partial_checkpoint(s
     assert msg.startswith("cannot write ") and "(no space left on the device)" in msg and "--out" in msg, msg
     assert _leftovers(disk) == []
     assert not list(disk.rglob("*.ckpt")), list(disk.rglob("*"))
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_corpus_synth_into_a_read_only_or_full_out_is_one_line(tmpfs, capsys, fault):
+    from audioret.corpora.cli import main
+
+    disk = tmpfs(fault, "1m" if fault == "read-only" else "64k", ro=fault == "read-only")
+    rc = main(["synth", "--out", str(disk / "corpus"), "--n-dev", "8", "--n-val", "2", "--n-eval", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    why = "read-only file system" if fault == "read-only" else "no space left on the device"
+    assert rc == 2 and err[-1].startswith("audioret corpus synth: error: cannot write ") and f"({why})" in err[-1], err
+    assert "--out" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+@pytest.mark.parametrize("command,fault", [("evaluate", "read-only"), ("predict", "read-only"), ("predict", "full")])
+def test_evaluate_and_predict_into_a_read_only_or_full_out_are_one_line(heads_store, tmpfs, tmp_path, capsys,
+                                                                         command, fault):
+    from audioret.cli import main
+
+    heads = tmp_path / "heads"
+    assert main(["train-heads", "--store", str(heads_store), "--out", str(heads), "--max-epochs", "1",
+                 "--floor", "none", "--embed-dim", "16", "--hidden-dim", "32", "--no-progress",
+                 "--logger", "none"]) == 0
+    capsys.readouterr()
+    disk = tmpfs(fault, "1m" if fault == "read-only" else "8k", ro=fault == "read-only")
+    rc = main([command, "--checkpoint", str(heads / "heads.pt"), "--store", str(heads_store), "--split", "val",
+               "--out", str(disk / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    why = "read-only file system" if fault == "read-only" else "no space left on the device"
+    assert rc == 2 and err[-1].startswith(f"audioret {command}: error: cannot write ") and f"({why})" in err[-1], err
+    assert "--out" in err[-1]
+    assert _leftovers(disk) == [], _leftovers(disk)
