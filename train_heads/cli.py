@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         except (KeyboardInterrupt, SystemExit) as err:
             if not is_interrupt(err, seen):
                 raise
-            return report_interrupt("audioret train-heads", f"{cfg.out}/checkpoints/last.ckpt holds the latest "
-                                    "completed epoch (heads.pt is written at the end): rerun to train again")
+            return report_interrupt("audioret train-heads", f"checkpoints/last.ckpt under {cfg.out} holds each "
+                                    "run's latest completed epoch (heads.pt is written at the end): rerun to train "
+                                    "again")
     return 0
