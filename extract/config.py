@@ -61,5 +61,8 @@ class ExtractConfig:
                                      "RANK or SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN, else 0")
     overwrite: bool = option(False, "delete an existing store first (otherwise: resume / refuse a mismatch)")
     strict: bool = option(False, "exit non-zero when any item failed (they are always recorded)")
+    verify_sample: int = option(0, "extract nothing: recompute this many stored items of every table with "
+                                "the store's encoders and compare (store verify --deep); exit 1 on a "
+                                "difference", unit="items")
     progress: bool = option(True, "show a live progress bar (rich)")
     summary_json: Path | None = option(None, "also write the run summary (counts, timings) to this JSON file")

@@ -56,6 +56,7 @@ class ExtractResult:
     stats: list[TableStats] = field(default_factory=list)
     reruns: dict[str, RerunReport] = field(default_factory=dict)   # "split/kind" -> what a rerun redid
     failed_in_store: dict[str, list[str]] = field(default_factory=dict)  # "split/kind" -> failed item names
+    deep_problems: list[str] | None = None  # --verify-sample: items whose stored values differ
 
     @property
     def num_failed(self) -> int:
@@ -74,6 +75,8 @@ class ExtractResult:
 
     def exit_code(self, strict: bool) -> int:
         """0, or 2 with one line on stderr when ``strict`` and any item of the store's tables is failed."""
+        if self.deep_problems:
+            return 1
         msg = self.strict_error() if strict else None
         if msg is None:
             return 0
@@ -463,13 +466,16 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     _check_config(config)
     # the corpus first: a wrong --data-path fails in seconds, before any model loads or store is created
     corpus_splits = {split: load_split(config, split) for split in config.splits}
-    check_writable(config.store)   # before the models load: a read-only mount fails in seconds
+    if config.verify_sample == 0:  # writes: a read-only mount fails in seconds, before the models load
+        check_writable(config.store)
     device = resolve_device(config.device, env)
     dtype = autocast_dtype(config.precision, device)
     audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
                                      batch_size=config.batch_windows) if AUDIO in config.passes else None)
     text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
     metadata = store_metadata(config, audio_enc, text_enc, dtype, SAMPLE_RATE, WINDOW_SECONDS * SAMPLE_RATE)
+    if config.verify_sample > 0:
+        return verify_sample(config, shard, corpus_splits, audio_enc, text_enc)
     st = open_for_writing(config, metadata)
     log.info("shard %d/%d (%s) on %s, autocast %s", shard.index, shard.count, shard.source, device, dtype)
     result = ExtractResult(Path(config.store), shard)
@@ -530,6 +536,24 @@ def rerun_lines(result: ExtractResult) -> list[str]:
         if did:
             out.append(f"{table}: " + "; ".join(did))
     return out
+
+
+def verify_sample(config: ExtractConfig, shard: Shard, corpus_splits: Mapping[str, CorpusSplit], audio_enc: Any,
+                  text_enc: Any) -> ExtractResult:
+    """--verify-sample N: nothing is written; each table must have been made by these encoders."""
+    from .deep import deep_check
+
+    st = open_store(config.store)
+    for split in corpus_splits:
+        for kind, enc in ((AUDIO, audio_enc), (TEXT, text_enc)):
+            if enc is not None and kind in config.passes and split in st.splits() and st.has(split, kind):
+                check_table_encoder(st, split, kind, enc.identity)
+    problems = deep_check(st, corpus_splits, config.passes, audio_enc, text_enc, config.verify_sample)
+    for line in problems:
+        log.error("PROBLEM %s", line)
+    log.info("verify --deep: %s", f"{len(problems)} problem(s): rerun extract with --overwrite, or into a new store"
+             if problems else f"every sampled item (up to {config.verify_sample} per table) equals a recomputation")
+    return ExtractResult(Path(config.store), shard, deep_problems=problems)
 
 
 def open_for_writing(config: ExtractConfig, metadata: Mapping[str, Any]) -> FeatureStore:
