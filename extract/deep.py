@@ -24,7 +24,11 @@ from audioret.store import AUDIO, TEXT, FeatureStore
 from .plan import text_items
 
 log = logging.getLogger(__name__)
-ATOL = RTOL = 2e-3  # fp16 storage: |a - b| <= ATOL + RTOL * |b| elementwise
+ATOL = RTOL = 2e-3  # fp32 compute, fp16 storage: |a - b| <= ATOL + RTOL * |b| elementwise
+# bf16/fp16 autocast (GPU extraction): batch composition changes the rounding, so the item is compared
+# as a whole: ||a - b|| / ||b|| below the bf16-vs-fp32 error measured on realistic BEATs weights
+# (1.1-1.7 %, tests/test_beats_fbank.py) with headroom; garbage rows sit near 1.4.
+LOW_PRECISION_REL = 0.05
 
 
 def completed_items(st: FeatureStore, split: str, kind: str) -> list[int]:
@@ -43,12 +47,15 @@ def sample(items: Sequence[int], n: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(np.asarray(items), size=n, replace=False).tolist())
 
 
-def mismatch(stored: np.ndarray, fresh: np.ndarray) -> str | None:
-    """None when ``stored`` equals ``fresh`` within fp16 rounding, else why not."""
+def mismatch(stored: np.ndarray, fresh: np.ndarray, low_precision: bool = False) -> str | None:
+    """None when ``stored`` equals ``fresh`` within the rounding of how it was computed, else why not."""
     fresh = fresh.astype(np.float32)
     stored = stored.astype(np.float32)
     if stored.shape != fresh.shape:
         return f"shape {stored.shape}, recomputed {fresh.shape}"
+    if low_precision:
+        rel = float(np.linalg.norm(stored - fresh) / max(float(np.linalg.norm(fresh)), 1e-12))
+        return None if rel <= LOW_PRECISION_REL else f"relative difference {rel:.3g} from a recomputation"
     bad = np.abs(stored - fresh) > ATOL + RTOL * np.abs(fresh)
     if bad.any():
         return (f"{int(bad.sum())} of {bad.size} values differ (max |diff| "
@@ -58,6 +65,7 @@ def mismatch(stored: np.ndarray, fresh: np.ndarray) -> str | None:
 
 def check_audio(st: FeatureStore, split: str, cs: CorpusSplit, enc: Any, n: int, seed: int) -> list[str]:
     pre, table = st.metadata["preprocessing"], st.audio(split)
+    low = _low_precision(st)
     problems = []
     for i in sample(completed_items(st, split, AUDIO), n, seed):
         clip = cs.clips[i]
@@ -65,14 +73,14 @@ def check_audio(st: FeatureStore, split: str, cs: CorpusSplit, enc: Any, n: int,
         with torch.no_grad():
             feats = audio_clip_features(enc, wave, pre["max_samples"])
         for field, fresh in (("frames", feats.frames), ("windows", feats.windows)):
-            why = mismatch(table.get(field, i), fresh.numpy())
+            why = mismatch(table.get(field, i), fresh.float().numpy(), low)
             if why:
                 problems.append(f"{split}/audio item {i} ({clip.clip_id}) field {field}: {why}")
     return problems
 
 
 def check_text(st: FeatureStore, split: str, cs: CorpusSplit, enc: Any, n: int, seed: int) -> list[str]:
-    table = st.text(split)
+    table, low = st.text(split), _low_precision(st)
     captions, _ = text_items([c.captions for c in cs.clips])
     problems = []
     for i in sample(completed_items(st, split, TEXT), n, seed):
@@ -80,10 +88,14 @@ def check_text(st: FeatureStore, split: str, cs: CorpusSplit, enc: Any, n: int, 
             tokens, mask, first = enc.encode([captions[i]])
         valid = tokens[0, : int(mask[0].sum())].float().cpu().numpy()
         for field, fresh in (("tokens", valid), ("first", first[0:1].float().cpu().numpy())):
-            why = mismatch(table.get(field, i), fresh)
+            why = mismatch(table.get(field, i), fresh, low)
             if why:
                 problems.append(f"{split}/text item {i} ({captions[i][:40]!r}) field {field}: {why}")
     return problems
+
+
+def _low_precision(st: FeatureStore) -> bool:
+    return st.metadata.get("preprocessing", {}).get("compute_precision", "float32") != "float32"
 
 
 def deep_check(st: FeatureStore, corpus_splits: Mapping[str, CorpusSplit], passes: Sequence[str],

@@ -43,3 +43,14 @@ def test_garbage_rows_are_found(synth_corpus, store, caplog, kind, field):
     arr[:rows] = np.random.default_rng(0).normal(size=(rows, arr.shape[1])).astype(arr.dtype)  # finite garbage
     assert _verify(synth_corpus, store, 100) == 1
     assert f"val/{kind} item 0" in caplog.text and f"field {field}" in caplog.text
+
+
+def test_low_precision_stores_compare_whole_items():
+    from audioret.extract.deep import mismatch
+
+    rng = np.random.default_rng(0)
+    fresh = rng.normal(size=(62, 16)).astype(np.float32)
+    bf16_like = fresh * (1 + 0.01 * rng.normal(size=fresh.shape))  # ~1 % rounding, as bf16 autocast gives
+    assert mismatch(bf16_like, fresh) is not None  # too loose for an fp32-computed store
+    assert mismatch(bf16_like, fresh, low_precision=True) is None
+    assert mismatch(rng.normal(size=fresh.shape), fresh, low_precision=True) is not None  # garbage
