@@ -21,6 +21,11 @@ STAGES: dict[str, tuple[str, str]] = {
     "distill": ("audioret.distill.cli", "two-stage distillation with estimated correspondences"),
     "evaluate": ("audioret.evaluate.cli", "score a model or a submission file (mAP@16/10, R@1/5/10)"),
     "predict": ("audioret.evaluate.predict", "write challenge submission files for a folder of audio"),
+    "export-seed": ("audioret.finetune.export_seed", "write a finetune checkpoint in the seed's (d25_t6) layout"),
+    "index": ("audioret.search.index", "embed a collection once into a searchable index"),
+    "search": ("audioret.search.query", "rank an index's clips for a text query"),
+    "serve": ("audioret.search.serve", "a local web page to search an index and listen to the results"),
+    "report": ("audioret.report.cli", "curves, run comparisons and per-query analysis as one report"),
     "demo": ("audioret.demo", "the whole pipeline on a synthetic corpus with tiny encoders"),
 }
 
