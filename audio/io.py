@@ -9,6 +9,7 @@ torchaudio >= 2.9 has no ``load``/``info``; soundfile is the one decoder here. E
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import soundfile as sf
 import torch
 
 from .errors import AudioDecodeError
-from .resample import resample
+from .resample import context_frames, resample
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,18 @@ def decode(path: str | Path, *, max_frames: int | None = None) -> tuple[np.ndarr
 
     ``max_frames`` stops reading after that many frames (cheap crop of long files).
     """
-    path = Path(path)
+    return _decode(Path(path), lambda rate: max_frames)
+
+
+def _decode(path: Path, frames_at: Callable[[int], int | None]) -> tuple[np.ndarray, int]:
+    """``decode`` with the frame limit computed from the file's rate (one open per file)."""
     try:
         with sf.SoundFile(str(path)) as f:
             rate = int(f.samplerate)
             expected = int(f.frames)  # from the header (an estimate for mp3/ogg)
+            if rate <= 0:
+                raise AudioDecodeError(path, f"invalid sample rate {rate}")
+            max_frames = frames_at(rate)
             frames = -1 if max_frames is None else int(max_frames)
             data = f.read(frames=frames, dtype="float32", always_2d=True)  # [S, C]
             lossy = (f.format or "").upper() in _LOSSY_FORMATS
@@ -79,24 +87,29 @@ def decode(path: str | Path, *, max_frames: int | None = None) -> tuple[np.ndarr
 
 def load_audio(path: str | Path, target_sr: int | None = 16000, *,
                max_samples: int | None = None) -> torch.Tensor:
-    """Decode ``path`` to a mono float32 tensor [S] at ``target_sr`` (None keeps the file's rate).
+    """Decode ``path`` to a mono float32 tensor [S] at ``target_sr`` (None keeps the file's rate):
+    ``librosa.load(path, sr=target_sr)`` (channel mean, then soxr HQ; see ``resample``).
 
     ``max_samples`` (counted at ``target_sr``) keeps only the first samples: the decoder reads
     just enough frames, so a 10 min file capped at 30 s costs 30 s of decoding.
     """
-    max_frames = None
-    if max_samples is not None:
-        info = probe(path)
-        rate = target_sr or info.sample_rate
-        # read a little more than needed so resampling filters have context at the cut
-        max_frames = int(np.ceil(max_samples * info.sample_rate / rate)) + 64
-    samples, rate = decode(path, max_frames=max_frames)
+    samples, rate = _decode(Path(path), lambda native: _frames_needed(native, target_sr, max_samples))
     wave = torch.from_numpy(samples)
     if target_sr is not None and target_sr != rate:
         wave = resample(wave, rate, target_sr)
     if max_samples is not None:
         wave = wave[:max_samples]
     return wave.contiguous()
+
+
+def _frames_needed(native_sr: int, target_sr: int | None, max_samples: int | None) -> int | None:
+    """Source frames to read for ``max_samples`` at ``target_sr`` (None: all of them). Reads past
+    the cut when resampling, so the kept samples equal those of resampling the whole file."""
+    if max_samples is None:
+        return None
+    rate = target_sr or native_sr
+    frames = int(np.ceil(max_samples * native_sr / rate))
+    return frames + context_frames(native_sr) if rate != native_sr else frames
 
 
 _LOSSY_FORMATS = ("MP3", "OGG", "MPEG")

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from audioret.audio import RESAMPLER
 from audioret.config import atomic_write_text, to_dict
 from audioret.errors import output_faults
 from audioret.corpora import CorpusSplit, load_corpus, synthesize
@@ -117,7 +118,7 @@ def store_metadata(config: ExtractConfig, audio_enc: Any | None, text_enc: Any |
     sr, ws = sample_rate, window_samples
     meta: dict[str, Any] = {
         "preprocessing": {
-            "sample_rate": sr, "window_samples": ws, "window_seconds": ws / sr,
+            "sample_rate": sr, "resampler": RESAMPLER, "window_samples": ws, "window_seconds": ws / sr,
             "max_seconds": config.max_seconds, "max_samples": max_samples_of(config, sr), "crop": config.crop,
             "padding": "last window zero-padded; each window encoded without a padding mask",
             "pooling": {"frames": "mean of the frequency tokens of each time patch, valid frames only",

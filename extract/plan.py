@@ -9,7 +9,6 @@ with its plan. Files whose header cannot be read get zero rows and are failed wi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +16,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
-from audioret.audio import AudioDecodeError, num_windows, probe, valid_samples_per_window
+from audioret.audio import AudioDecodeError, num_windows, probe, resampled_length, valid_samples_per_window
 
 
 def planned_samples(num_frames: int, sample_rate: int, target_sr: int, max_samples: int | None) -> int:
-    """Samples kept at ``target_sr``: the resampled length (ceil, as torchaudio), capped."""
-    g = math.gcd(int(sample_rate), int(target_sr))
-    orig, new = int(sample_rate) // g, int(target_sr) // g
-    n = -(-int(num_frames) * new // orig)
+    """Samples kept at ``target_sr``: the resampled length (librosa's ceil rule), capped."""
+    n = resampled_length(int(num_frames), int(sample_rate), int(target_sr))
     return n if max_samples is None else min(n, int(max_samples))
 
 
