@@ -74,6 +74,8 @@ def test_beats_needs_a_checkpoint_and_unknown_names_fail(cache):
     with pytest.raises(ValueError, match="checkpoint"):
         build_audio_encoder("beats")
     with pytest.raises(ValueError, match="unknown audio encoder"):
+        build_audio_encoder("no-such-encoder")
+    with pytest.raises(ValueError, match="needs its weights"):
         build_audio_encoder("passt")
     enc = build_audio_encoder("beats", registry.build_tiny_beats())
     assert enc.identity["checkpoint"].endswith("tiny_beats_seed0.pt")
