@@ -62,10 +62,15 @@ class FinetuneConfig:
                                                "baseline, a seed BEATs-copy checkpoint loads too)")
     resume_ckpt_path: Path | None = option(None, "resume a run: optimizer, schedule and data position")
     beats_ckpt_path: Path | None = option(None, "BEATs checkpoint file (required for --audio-encoder beats)")
-    logging: bool = option(True, "write metrics with Lightning's CSV logger (the baseline uses wandb)")
+    logging: bool = option(True, "keep a training log (--logger; --no-logging = none; the baseline's flag, "
+                                 "which meant wandb)")
     # ---- audioret options -----------------------------------------------------------------------
     audio_encoder: Literal["beats", "tiny-beats"] = option("beats", "audio encoder (tiny-beats for tests/demo)")
     text_model: str | None = option(None, "text model name or folder (overrides roberta-large/--roberta_base; "
+    logger: Literal["csv", "tensorboard", "wandb", "none"] = option(
+        "csv", "per-step loss/lr/temperature and per-epoch validation log in <out>/logs/ (csv: metrics.csv, what "
+               "`audioret report` draws; tensorboard/wandb need pip install 'audioret[tensorboard]' or "
+               "'audioret[wandb]')")
                                           "tiny-roberta for tests)")
     audio_trainable: bool = option(False, "fine-tune the audio encoder too (default: frozen in eval mode, "
                                           "the seed's recipe)")

@@ -7,7 +7,8 @@ Outputs in the run folder (``--out``, default ``<checkpoints_path>/finetune-<tim
     checkpoints/last.ckpt       the state after the latest epoch (and, with --checkpoint_every_n_steps,
                                 after the latest n-th step): resume with --resume_ckpt_path .../last.ckpt
     metrics.json                {"test_last": {...}, "test_best": {...}, "val_best": ..., "best_checkpoint": ...}
-    logs/metrics.csv            Lightning CSV logs (train/loss, train/lr, val/*, test/*); a resume appends
+    logs/metrics.csv            Lightning CSV log (--logger csv): train/loss, train/lr, train/tau per step,
+                                val/* per epoch, test/*; a resume appends
 
 Everything that can fail on a user's input (flags, corpora, checkpoints, store) is checked and loaded
 before the run folder is created; a start that still fails before training removes the folder it made.
@@ -33,7 +34,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
 from audioret.config import atomic_write_text, save_json, to_dict
-from audioret.errors import output_faults
+from audioret.errors import InputError, output_faults
 from audioret.logs import tame_lightning
 from audioret.models.precision import choose_precision
 from audioret.models.progress import progress_callbacks
@@ -69,6 +70,8 @@ def validate(cfg: FinetuneConfig) -> None:
             raise FileNotFoundError(f"{flag} {path}: no such file; check the path")
     if cfg.resume_ckpt_path is not None:
         check_resumable(Path(cfg.resume_ckpt_path))
+    if cfg.logging:
+        check_logger(cfg.logger)
 
 
 RESUMABLE_KEYS = ("state_dict", "hyper_parameters", "loops", "optimizer_states")
@@ -288,6 +291,44 @@ def csv_logger(out: Path, *, append: bool) -> CSVLogger:
     return cls(out, name="logs", version="")
 
 
+# --logger kind -> (packages of which one must be importable, the extra that installs it)
+LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb")}
+
+
+def check_logger(kind: str, flag: str = "--logger") -> None:
+    """An optional logger whose package is missing: one line with the install hint (exit 2), before
+    any corpus or model loads."""
+    import importlib.util
+
+    if kind not in LOGGER_PACKAGES:
+        return
+    packages, extra = LOGGER_PACKAGES[kind]
+    if not any(importlib.util.find_spec(p) for p in packages):
+        raise InputError(f"{flag} {kind} needs the `{packages[0]}` package, which is not installed: "
+                         f"pip install 'audioret[{extra}]', or use {flag} csv (the default)")
+
+
+def make_logger(cfg: FinetuneConfig, out: Path) -> Any:
+    """The training log in ``<out>/logs``: per-step train/loss, train/lr, train/tau and per-epoch val/*
+    (CSV: ``logs/metrics.csv``, appended on a resume; what ``audioret report`` reads)."""
+    if not cfg.logging or cfg.logger == "none":
+        return False
+    if cfg.logger == "csv":
+        return csv_logger(out, append=cfg.resume_ckpt_path is not None)
+    from lightning.pytorch import loggers
+
+    check_logger(cfg.logger)
+    if cfg.logger == "tensorboard":
+        return loggers.TensorBoardLogger(out, name="logs", version="")
+    return loggers.WandbLogger(project="audioret-finetune", name=out.name, save_dir=str(out))
+
+
+def log_every(num_batches: int | None, most: int = 10) -> int:
+    """Steps between log rows: every step when an epoch is short (``--limit_train_batches`` under
+    10 x ``most``: curves of tiny runs get their points), else every ``most``."""
+    return 1 if num_batches is not None and num_batches < 10 * most else most
+
+
 def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any, LastCheckpoint]:
     """The Trainer with its checkpoint callbacks: the best epoch by val/mAP@10 (``epoch=N.ckpt``) and
     ``last.ckpt`` (latest epoch, and every --checkpoint_every_n_steps steps), both written atomically."""
@@ -314,7 +355,7 @@ def make_trainer(cfg: FinetuneConfig, out: Path) -> tuple[L.Trainer, Any, LastCh
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         check_val_every_n_epoch=cfg.val_every_n_epochs, num_sanity_val_steps=0,
         use_distributed_sampler=False, callbacks=[*bars, best, last], plugins=[AtomicCheckpointIO()],
-        logger=csv_logger(out, append=cfg.resume_ckpt_path is not None) if cfg.logging else False,
+        logger=make_logger(cfg, out), log_every_n_steps=log_every(cfg.limit_train_batches),
         enable_progress_bar=show, enable_model_summary=False, default_root_dir=out)
     return trainer, best, last
 
@@ -393,4 +434,4 @@ def _train_and_test(cfg: FinetuneConfig, module: Any, data: Any, annotations: An
 
 __all__ = ["run", "validate", "choose_precision", "parse_devices", "FinetuneData", "build_module",
            "make_trainer", "store_expectation", "open_audio_store", "multi_match_file", "created_run_folder",
-           "csv_logger"]
+           "csv_logger", "make_logger", "check_logger"]

@@ -127,6 +127,6 @@ def test_missing_logger_package_gives_the_fix(tmp_path, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith(("wandb", "tensorboard")) else real(name, *a))
-    with pytest.raises(RuntimeError, match="pip install wandb"):
+    with pytest.raises(ValueError, match=r"pip install 'audioret\[wandb\]'"):  # a user error: one line, exit 2
         _logger(TrainHeadsConfig(out=tmp_path, logger="wandb"))
     assert _logger(TrainHeadsConfig(out=tmp_path, logger="none")) is False

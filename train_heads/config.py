@@ -20,6 +20,8 @@ from audioret.config import option
 class TrainHeadsConfig:
     """Train projection heads on cached store features (no audio decoding, no encoder runs)."""
 
+    STAGE = "train-heads"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     store: Path | None = option(None, "feature store written by `audioret extract` (a .zarr folder)")
     train: str = option("dev", "training split in the store")
     val: str | None = option("val", "validation split (selects the checkpoint by val/mAP@10); none to skip")
@@ -72,7 +74,10 @@ class TrainHeadsConfig:
     strategy: str = option("auto", "Lightning strategy (ddp for several GPUs)")
     precision: str = option("auto", "auto (bf16-mixed where supported, 16-mixed on Turing, 32-true on CPU) "
                                     "or any Lightning precision")
-    logger: Literal["csv", "tensorboard", "wandb", "none"] = option("csv", "training logger")
+    logger: Literal["csv", "tensorboard", "wandb", "none"] = option(
+        "csv", "per-step loss/lr/temperature and per-epoch validation log in <out>/logs/ (csv: what "
+               "`audioret report` draws; tensorboard/wandb need pip install 'audioret[tensorboard]' or "
+               "'audioret[wandb]')")
     floor: Literal["ridge", "pls", "none"] = option(
         "ridge", "closed-form CPU floor (scikit-learn on pooled features) printed next to the heads")
     # sweeps: any list given runs every combination back to back, one table at the end

@@ -108,22 +108,41 @@ def initial_heads(cfg: TrainHeadsConfig, splits: Splits) -> RetrievalHeads:
 
 
 def _logger(cfg: TrainHeadsConfig) -> Any:
+# --logger kind -> (packages of which one must be importable, the extra that installs it)
+LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb")}
+
+
+def check_logger(kind: str, flag: str = "--logger") -> None:
+    """An optional logger whose package is missing: one line with the install hint (exit 2), checked
+    before any data loads rather than when the Trainer starts."""
+    import importlib.util
+
+    if kind not in LOGGER_PACKAGES:
+        return
+    packages, extra = LOGGER_PACKAGES[kind]
+    if not any(importlib.util.find_spec(p) for p in packages):
+        raise InputError(f"{flag} {kind} needs the `{packages[0]}` package, which is not installed: "
+                         f"pip install 'audioret[{extra}]', or use {flag} csv (the default)")
+
+
     from lightning.pytorch import loggers
+    """Per-step train/loss, train/lr, train/tau and per-epoch val/* in ``<out>/logs/version_N/``
+    (CSV: metrics.csv, what ``audioret report`` reads)."""
 
     if cfg.logger == "none":
         return False
     if cfg.logger == "csv":
         return loggers.CSVLogger(cfg.out, name="logs")
-    import importlib.util
-
-    package = {"tensorboard": "tensorboard", "wandb": "wandb"}[cfg.logger]
-    if importlib.util.find_spec(package) is None and not (
-            package == "tensorboard" and importlib.util.find_spec("tensorboardX")):
-        raise RuntimeError(f"--logger {cfg.logger} needs the `{package}` package, which is not installed: "
-                           f"pip install {package}, or use --logger csv (the default)")
+    check_logger(cfg.logger)
     if cfg.logger == "tensorboard":
         return loggers.TensorBoardLogger(cfg.out, name="logs")
-    return loggers.WandbLogger(project="audioret-heads", save_dir=str(cfg.out))
+    return loggers.WandbLogger(project="audioret-heads", name=cfg.out.name, save_dir=str(cfg.out))
+
+
+def log_every(num_batches: int, most: int = 10) -> int:
+    """Steps between log rows: every step when an epoch is short (under 10 x ``most`` steps: curves of
+    tiny runs get their points), else every ``most`` (a GPU sync per logged step costs on fast heads)."""
+    return 1 if num_batches < 10 * most else most
 
 
 # ---------------------------------------------------------------- one run
@@ -176,7 +195,7 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
                         max_epochs=cfg.max_epochs, logger=_logger(cfg), callbacks=[*bars, ckpt, last],
                         plugins=[AtomicCheckpointIO()],
                         num_sanity_val_steps=0, enable_progress_bar=show, enable_model_summary=False,
-                        log_every_n_steps=10, default_root_dir=cfg.out)
+                        log_every_n_steps=log_every(len(train_loader.dataset)), default_root_dir=cfg.out)
     trainer.fit(module, train_dataloaders=train_loader,
                 val_dataloaders=loader(EvalChunks(val, cfg.eval_batch_size)) if val is not None else None)
     best = ckpt.best_model_path or (str(last.path) if last.path.is_file() else "")
@@ -266,6 +285,7 @@ def table_cell(column: str, value: Any, metrics: set[str]) -> str:
 
 
 def run(cfg: TrainHeadsConfig, splits: Splits | None = None) -> list[RunResult]:
+    check_logger(cfg.logger)  # a missing optional package: one line before any data loads
     """Train every run of the (possibly one-point) sweep; print and write the results table."""
     if splits is None:
         from .store_reader import load_splits
