@@ -65,12 +65,12 @@ class FinetuneConfig:
     logging: bool = option(True, "keep a training log (--logger; --no-logging = none; the baseline's flag, "
                                  "which meant wandb)")
     # ---- audioret options -----------------------------------------------------------------------
-    audio_encoder: Literal["beats", "tiny-beats"] = option("beats", "audio encoder (tiny-beats for tests/demo)")
-    text_model: str | None = option(None, "text model name or folder (overrides roberta-large/--roberta_base; "
     logger: Literal["csv", "tensorboard", "wandb", "none"] = option(
         "csv", "per-step loss/lr/temperature and per-epoch validation log in <out>/logs/ (csv: metrics.csv, what "
                "`audioret report` draws; tensorboard/wandb need pip install 'audioret[tensorboard]' or "
                "'audioret[wandb]')")
+    audio_encoder: Literal["beats", "tiny-beats"] = option("beats", "audio encoder (tiny-beats for tests/demo)")
+    text_model: str | None = option(None, "text model name or folder (overrides roberta-large/--roberta_base; "
                                           "tiny-roberta for tests)")
     audio_trainable: bool = option(False, "fine-tune the audio encoder too (default: frozen in eval mode, "
                                           "the seed's recipe)")

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from audioret.config import atomic_write_text, to_dict
-from audioret.errors import output_faults
+from audioret.errors import InputError, output_faults
 from audioret.logs import format_duration, tame_lightning
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.checkpoint import safe_torch_load
@@ -107,7 +107,6 @@ def initial_heads(cfg: TrainHeadsConfig, splits: Splits) -> RetrievalHeads:
     return heads
 
 
-def _logger(cfg: TrainHeadsConfig) -> Any:
 # --logger kind -> (packages of which one must be importable, the extra that installs it)
 LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb")}
 
@@ -125,9 +124,10 @@ def check_logger(kind: str, flag: str = "--logger") -> None:
                          f"pip install 'audioret[{extra}]', or use {flag} csv (the default)")
 
 
-    from lightning.pytorch import loggers
+def _logger(cfg: TrainHeadsConfig) -> Any:
     """Per-step train/loss, train/lr, train/tau and per-epoch val/* in ``<out>/logs/version_N/``
     (CSV: metrics.csv, what ``audioret report`` reads)."""
+    from lightning.pytorch import loggers
 
     if cfg.logger == "none":
         return False
@@ -285,8 +285,8 @@ def table_cell(column: str, value: Any, metrics: set[str]) -> str:
 
 
 def run(cfg: TrainHeadsConfig, splits: Splits | None = None) -> list[RunResult]:
-    check_logger(cfg.logger)  # a missing optional package: one line before any data loads
     """Train every run of the (possibly one-point) sweep; print and write the results table."""
+    check_logger(cfg.logger)  # a missing optional package: one line before any data loads
     if splits is None:
         from .store_reader import load_splits
 
