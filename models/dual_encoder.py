@@ -11,10 +11,17 @@ and what evaluate/predict load with :func:`load_finetuned`. Recipe (baseline.md 
   ``text_projection`` Linear(D_t -> 1024); L2 norm. Text dropout 0.2 (hidden and attention).
 - ``tau``: a [1] parameter (|tau| is used by the loss).
 
-State-dict keys follow the seed's BEATs-copy checkpoint (baseline.md 11): ``audio_embedding_model.
-model.model.<BEATs keys>``, ``audio_projection.*``, ``text_embedding_model.<RoBERTa keys>``,
+With PaSST (``--audio-encoder passt``, the official baseline, baseline.md 3.1-3.2) audio is at
+32 kHz and each 10 s window gives (CLS + DIST) / 2; ceil(d / 10 s) windows from the start is exactly
+the baseline's rule (<= 10 s: window 0, <= 20 s: mean of 0-1, else all three) for clips <= 30 s
+(longer ones: the baseline crops at random, we keep the first 30 s).
+
+State-dict keys follow the baseline's checkpoints (baseline.md 11): ``audio_embedding_model.
+model.model.<BEATs or PaSST keys>``, ``audio_projection.*``, ``text_embedding_model.<RoBERTa keys>``,
 ``text_projection.*``, ``tau``; :func:`adapt_state_dict` accepts ``_orig_mod.`` (torch.compile)
 prefixes, the official file's repeated relative-position tables and the unused ``predictor``.
+The released PaSST baseline checkpoint loads directly (:func:`load_finetuned`): its audio tower is
+recognised by its keys and the PaSST is built from its shapes, so no PaSST file is needed.
 
 Inference API::
 
@@ -25,6 +32,7 @@ Inference API::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -119,14 +127,14 @@ class DualEncoder(nn.Module):
 
     # ---- audio ----------------------------------------------------------------------------------
     def window_means(self, windows: Tensor) -> Tensor:
-        """[N, window_samples] -> [N, D_a]: mean of all tokens of each window (padding included).
-        A frozen encoder runs without gradient and stays in eval mode (no layer drop)."""
+        """[N, window_samples] -> [N, D_a]: the encoder's window vector (BEATs: mean of all tokens,
+        padding included; PaSST: (CLS + DIST) / 2). A frozen encoder runs without gradient and
+        stays in eval mode (no layer drop, no patchout)."""
         enc = self.audio_encoder
         ctx = torch.no_grad() if enc.frozen else torch.enable_grad() if torch.is_grad_enabled() \
             else torch.no_grad()
         with ctx:
-            tokens, _ = enc.extract_features(windows)  # [N, T, D]
-        return tokens.float().mean(dim=1)
+            return enc.window_vectors(windows)
 
     def pooled_audio(self, windows: Tensor, counts: Sequence[int]) -> Tensor:
         """Windows of a batch [sum W_i, S_w] with ``counts[i]`` per clip -> seed pooled [B, D_a]."""
@@ -137,7 +145,8 @@ class DualEncoder(nn.Module):
         return F.normalize(self.audio_projection(pooled), dim=-1)
 
     def windows_of(self, waves: Sequence[Tensor]) -> tuple[Tensor, list[int]]:
-        """1-D 16 kHz waves -> (windows [sum W_i, window_samples], counts); crops to max_seconds."""
+        """1-D waves at ``sample_rate`` -> (windows [sum W_i, window_samples], counts); crops to
+        max_seconds."""
         from audioret.encoders.features import clip_windows
 
         wins = [clip_windows(w, self.window_samples, self.max_samples) for w in waves]
@@ -166,9 +175,9 @@ class DualEncoder(nn.Module):
     def compile_encoders(self) -> None:
         """torch.compile the encoders in place (``nn.Module.compile``): state-dict keys unchanged.
 
-        BEATs is compiled at its transformer stack (the module whose forward runs); projections
-        and the fbank front end are left alone, as the baseline does."""
-        self.audio_encoder.model.encoder.compile()
+        The audio encoder is compiled at its transformer stack (the module whose forward runs);
+        projections and the mel/fbank front end are left alone, as the baseline does."""
+        self.audio_encoder.compile_backbone()
         self.text_embedding_model.compile()
 
 
@@ -179,16 +188,38 @@ def text_model_name(spec: Mapping[str, Any]) -> str:
     return "roberta-base" if spec.get("roberta_base") else "roberta-large"
 
 
-def build_dual_encoder(spec: Mapping[str, Any], device: str | torch.device = "cpu") -> DualEncoder:
+PASST_NAMES = ("passt", "tiny-passt")
+
+
+def audio_checkpoint_of(spec: Mapping[str, Any]) -> Any:
+    """The audio encoder's weights file in a finetune config: ``passt_ckpt_path`` for PaSST,
+    ``beats_ckpt_path`` for BEATs."""
+    if spec.get("audio_encoder") in PASST_NAMES:
+        return spec.get("passt_ckpt_path")
+    return spec.get("beats_ckpt_path")
+
+
+def build_dual_encoder(spec: Mapping[str, Any], device: str | torch.device = "cpu", *,
+                       audio_weights: Mapping[str, Tensor] | None = None,
+                       audio_source: str | Path | None = None) -> DualEncoder:
     """Build from a finetune config dict (the checkpoint's ``hyper_parameters``): keys
-    ``audio_encoder``, ``beats_ckpt_path``, ``text_model``/``roberta_base``, ``audio_trainable``,
-    ``initial_tau``, ``tau_trainable``, ``max_seconds``, ``text_dropout``, ``embed_dim``."""
+    ``audio_encoder``, ``beats_ckpt_path`` / ``passt_ckpt_path``, ``text_model``/``roberta_base``,
+    ``audio_trainable``, ``initial_tau``, ``tau_trainable``, ``max_seconds``, ``text_dropout``,
+    ``embed_dim``, and for PaSST ``s_patchout_t`` / ``s_patchout_f`` (training-only patchout).
+    ``audio_weights``: a PaSST tower in the release layout (from a checkpoint) instead of a file."""
     from audioret.encoders.registry import build_audio_encoder, build_text_encoder
 
     name = spec.get("audio_encoder") or "beats"
-    ckpt = spec.get("beats_ckpt_path")
-    audio = build_audio_encoder(name, checkpoint=ckpt, device=device,
-                                frozen=not bool(spec.get("audio_trainable", False)))
+    audio = build_audio_encoder(name, checkpoint=audio_source if audio_weights is not None
+                                else audio_checkpoint_of(spec), device=device,
+                                frozen=not bool(spec.get("audio_trainable", False)),
+                                weights=audio_weights)
+    if name in PASST_NAMES:
+        cfg = audio.model.cfg
+        audio.model.cfg = dataclasses.replace(
+            cfg, s_patchout_t=int(spec.get("s_patchout_t", cfg.s_patchout_t)),
+            s_patchout_f=int(spec.get("s_patchout_f", cfg.s_patchout_f)))
+        audio.model.cfg.validate("patchout (--s_patchout_t/--s_patchout_f)")
     text = build_text_encoder(text_model_name(spec), device=device, frozen=False)
     return DualEncoder(audio, text, embed_dim=int(spec.get("embed_dim", 1024)),
                        initial_tau=float(spec.get("initial_tau", 0.05)),
@@ -251,14 +282,27 @@ def read_finetune_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def passt_tower(state: Mapping[str, Tensor]) -> dict[str, Tensor] | None:
+    """The PaSST audio tower (release layout) of a DualEncoder-layout state dict, or None when
+    the audio encoder is not PaSST (recognised by its time/frequency positional embeddings)."""
+    from audioret.encoders.passt import COMPILE_PREFIX as _C, CHECKPOINT_PREFIX
+
+    tower = {k.replace(_C, "")[len(CHECKPOINT_PREFIX):]: v for k, v in state.items()
+             if k.replace(_C, "").startswith(CHECKPOINT_PREFIX)}
+    return tower if "time_new_pos_embed" in tower else None
+
+
 def load_finetuned(path: str | Path, *, map_location: str | torch.device = "cpu",
                    beats_ckpt_path: str | Path | None = None,
                    text_model: str | None = None) -> DualEncoder:
-    """A finetune (or seed BEATs-copy) Lightning checkpoint -> ``DualEncoder`` in eval mode.
+    """A finetune, seed BEATs-copy or official PaSST baseline Lightning checkpoint ->
+    ``DualEncoder`` in eval mode.
 
     The encoders are rebuilt from ``hyper_parameters`` (audio encoder name + BEATs file for its
-    architecture, text model name/folder), then every weight comes from the checkpoint.
-    ``beats_ckpt_path`` / ``text_model`` override where those files are found on this machine.
+    architecture, text model name/folder), then every weight comes from the checkpoint. A PaSST
+    tower is built from the checkpoint's own shapes (the official checkpoint has no
+    ``audio_encoder`` entry: its PaSST keys say it). ``beats_ckpt_path`` / ``text_model``
+    override where those files are found on this machine; nothing is downloaded.
     """
     path = Path(path)
     ckpt = read_finetune_checkpoint(path)
@@ -267,9 +311,15 @@ def load_finetuned(path: str | Path, *, map_location: str | torch.device = "cpu"
         spec["beats_ckpt_path"] = str(beats_ckpt_path)
     if text_model is not None:
         spec["text_model"] = text_model
-    model = build_dual_encoder(spec)
-    state = adapt_state_dict(strip_lightning_prefix(ckpt["state_dict"]), model.state_dict(),
-                             source=str(path))
+    raw = strip_lightning_prefix(ckpt["state_dict"])
+    tower = passt_tower(raw)
+    if tower is not None:
+        spec["audio_encoder"] = spec.get("audio_encoder") or "passt"
+        if spec["audio_encoder"] not in PASST_NAMES:
+            raise ValueError(f"{path}: hyper_parameters say audio_encoder={spec['audio_encoder']!r} but "
+                             "the weights are a PaSST tower; the checkpoint was edited or mixed up")
+    model = build_dual_encoder(spec, audio_weights=tower, audio_source=path)
+    state = adapt_state_dict(raw, model.state_dict(), source=str(path))
     model.load_state_dict(state)
     model.checkpoint_info = {"path": str(path), "hyper_parameters": spec,
                              "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
@@ -277,4 +327,5 @@ def load_finetuned(path: str | Path, *, map_location: str | torch.device = "cpu"
 
 
 __all__ = ["DualEncoder", "AudioSegmenter", "build_dual_encoder", "load_finetuned", "adapt_state_dict",
+           "passt_tower", "audio_checkpoint_of",
            "strip_lightning_prefix", "window_counts", "pad_windows", "text_model_name", "set_dropout"]
