@@ -35,6 +35,8 @@ HEADLINE = ("mAP@16_multi", "mAP@10_multi", "mAP@10", "R@1", "R@5", "R@10")
 class DemoConfig:
     """Run the whole pipeline (corpus -> extract -> heads -> fine-tune -> evaluate) and print one table."""
 
+    STAGE = "demo"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     out: Path = option(Path("demo"), "folder for every artifact (corpus, store, checkpoints, metrics, predictions)")
     data_path: Path | None = option(None, "real run: folder holding CLOTHO_v2.1/ (default: synthesise a corpus)")
     download: bool = option(False, "real run: let aac-datasets fetch Clotho v2.1 into --data-path if absent")

@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from audioret.config import add_config_args, config_from_namespace, plain
+from audioret.config import StageParser, config_from_namespace, plain
 from audioret.errors import report_user_error, user_error_types
 from audioret.logs import setup_logging
 
@@ -66,11 +66,9 @@ def print_summary(corpus: CorpusSplit) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="audioret corpus", description=plain(__doc__ or ""))
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_config_args(sub.add_parser("synth", help=SynthConfig.__doc__, description=SynthConfig.__doc__),
-                    SynthConfig)
-    add_config_args(sub.add_parser("list", help=ListConfig.__doc__, description=ListConfig.__doc__),
-                    ListConfig)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=StageParser)  # + --config
+    sub.add_parser("synth", help=SynthConfig.__doc__, description=SynthConfig.__doc__, config_cls=SynthConfig)
+    sub.add_parser("list", help=ListConfig.__doc__, description=ListConfig.__doc__, config_cls=ListConfig)
     return parser
 
 

@@ -18,6 +18,8 @@ CorpusName = Literal["clotho", "audiocaps", "wavcaps-freesound", "wavcaps-bbc", 
 class ListConfig:
     """Summarise one split of a corpus: clips, captions, total duration, missing files, removals."""
 
+    STAGE = "corpus list"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     data_path: Path = option(help="corpus root (holds CLOTHO_v2.1/, AUDIOCAPS/, WavCaps/; or the audio folder)")
     corpus: CorpusName = option("clotho", "corpus name")
     split: str = option("dev", "split (clotho: dev/val/eval; audiocaps: train/val/test; wavcaps: train)")

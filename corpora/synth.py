@@ -57,6 +57,8 @@ MARKER = "synth_config.json"
 class SynthConfig:
     """Write a seeded synthetic corpus in the Clotho v2.1 layout (dev/val/eval + multi-match CSV)."""
 
+    STAGE = "corpus synth"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     out: Path = option(help="output folder (the corpus's --data-path; CLOTHO_v2.1/ goes inside)")
     n_dev: int = option(120, "clips in the dev (training) split", unit="clips")
     n_val: int = option(40, "clips in the val split", unit="clips")

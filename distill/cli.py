@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
-
 from audioret.config import build_parser, config_from_namespace
 from audioret.errors import report_user_error, user_error_types
 from audioret.logs import setup_logging
@@ -56,15 +54,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from audioret.train_heads.config import TrainHeadsConfig
 
-    parser = build_parser(DistillRunConfig, "audioret distill run")
+    parser = build_parser(DistillRunConfig, "audioret distill run", sections={"heads": TrainHeadsConfig})
     parser.epilog = RUN_EPILOG
-    ns, extra = parser.parse_known_args(rest)
+    ns = parser.parse_args(rest)  # the flags DistillRunConfig does not know go to the heads section
     cfg = config_from_namespace(DistillRunConfig, ns)
     if cfg.store is None:
         parser.error("--store is required (a feature store written by `audioret extract`)")
-    heads_parser = build_parser(TrainHeadsConfig, "audioret distill run (train-heads flags)")
-    heads_parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    heads = config_from_namespace(TrainHeadsConfig, heads_parser.parse_args(extra))
+    heads = config_from_namespace(TrainHeadsConfig, ns.heads)
     from .flow import run as run_flow
 
     try:

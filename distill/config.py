@@ -12,6 +12,8 @@ from audioret.config import option
 class TeachersConfig:
     """Run each teacher (train-heads or finetune checkpoint) once over a training split; keep the embeddings."""
 
+    STAGE = "distill teachers"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     checkpoints: list[Path] = option(default_factory=list, help="teacher checkpoints (several = ensemble): "
                                      "train-heads heads.pt/.ckpt or finetune .ckpt")
     out: Path = option(Path("runs/teachers"), "output artifact folder")
@@ -31,6 +33,8 @@ class TeachersConfig:
 class DistillRunConfig:
     """Stage 1 (N head models, different seeds) -> ensemble teacher -> stage 2 (each stage-1 model
     distilled) -> stage 1 vs stage 2 table. Every other flag is a train-heads flag (architecture, lr, ...)."""
+
+    STAGE = "distill run"  # recorded in saved configs (audioret.config.to_dict); not a field
 
     store: Path | None = option(None, "feature store written by `audioret extract` (required)")
     train: str = option("dev", "training split (the teachers are computed on it)")

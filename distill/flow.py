@@ -101,6 +101,10 @@ def run(cfg: DistillRunConfig, heads: Any, splits: Any = None) -> list[StageRun]
     from . import teachers as teachers_mod
 
     base = base_heads_config(cfg, heads)
+    from audioret.config import save_json
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    save_json(cfg, cfg.out / "config.json", heads=heads)  # what --config reads: this command with its heads flags
     splits = splits if splits is not None else load_splits(base)
     seeds = [cfg.seed + i for i in range(cfg.teachers)]
     stage1 = {s: train_or_reuse(dataclasses.replace(base, seed=s, out=cfg.out / "stage1" / f"seed={s}"), splits,

@@ -34,6 +34,9 @@ def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
         path = report.write_report(cfg.out, ev, ks=cfg.ks, extra={
             "config": to_dict(cfg), "annotations": [str(p) for p in annotations], "ground_truth": choice.origin})
         log.info("wrote %s", path)
+        from audioret.config import save_json
+
+        save_json(cfg, Path(cfg.out) / "config.json")  # what --config reads (metrics.json embeds it too)
     return ev.metrics
 
 

@@ -17,6 +17,8 @@ class EvaluateConfig:
     (R@10/mAP@10 need K >= 10, mAP@16_multi needs K >= 16).
     """
 
+    STAGE = "evaluate"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     predictions: Path | None = option(None, "submission file to score: the baseline's score matrix "
                                       "(index,<audio>...) or a ranked list (caption,fname_1..fname_K)")
     annotations: list[Path] = option(default_factory=list, help="ground truth, one or more CSVs: multi-match "
@@ -60,6 +62,8 @@ class PredictConfig:
     Audio files that cannot be decoded are left out, logged and listed in <name>_skipped.csv.
     <name>_source.json records what was ranked (checkpoint, store or folder, split, corpus), so that
     audioret evaluate --predictions <name>_top<K>.csv scores against that corpus's annotations."""
+
+    STAGE = "predict"  # recorded in saved configs (audioret.config.to_dict); not a field
 
     checkpoint: Path = option(help="heads checkpoint (train-heads) or finetune Lightning .ckpt",
                               flags=("--load_ckpt_path",))

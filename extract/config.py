@@ -18,6 +18,8 @@ Codec = Literal["none", "blosc-zstd", "blosc-lz4", "zstd"]
 class ExtractConfig:
     """Run the frozen encoders once over a corpus into a Zarr feature store (resumable, shardable)."""
 
+    STAGE = "extract"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     # ---- what ----------------------------------------------------------------------------------
     corpus: str = option("clotho", "corpus name: clotho, audiocaps, wavcaps-<freesound|bbc|soundbible|"
                          "audioset>, folder (audio folder + --captions-csv), or synthetic (a synthetic "

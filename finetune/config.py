@@ -31,6 +31,8 @@ class FinetuneConfig:
     """End-to-end baseline training (BEATs + RoBERTa-large, contrastive) on raw audio or cached
     BEATs window means (--audio-store), with the baseline's recipe and command line."""
 
+    STAGE = "finetune"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     # ---- the baseline's options (d25_t6.train, BEATs copy) ------------------------------------
     data_path: Path = option(Path("data"), "dataset root holding CLOTHO_v2.1/ (and AUDIOCAPS/, WavCaps/)")
     checkpoints_path: Path = option(Path("checkpoints"), "folder for run folders (<checkpoints_path>/<run>)")

@@ -23,7 +23,7 @@ def test_both_spellings_and_bool_negation():
     a = parse_config(Demo, ["--data_path", "x", "--max-lr", "1e-4", "--tau_trainable"], "t")
     assert a.data_path == Path("x") and a.max_lr == 1e-4 and a.tau_trainable is True
     b = parse_config(Demo, ["--no-tau-trainable", "--seed", "3", "--splits", "eval"], "t")
-    assert b.tau_trainable is False and b.seed == 3 and b.splits == ["eval"]
+    assert b.tau_trainable is False and b.seed == 3 and b.splits == ("eval",)  # a tuple field stays a tuple
     assert parse_config(Demo, [], "t") == Demo()
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from audioret.config import atomic_write_text, to_dict
+from audioret.config import atomic_write_text, save_json, to_dict
 from audioret.errors import InputError, output_faults
 from audioret.logs import format_duration, tame_lightning
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
@@ -295,6 +295,8 @@ def run(cfg: TrainHeadsConfig, splits: Splits | None = None) -> list[RunResult]:
     for _, c in runs:  # fail on a bad sweep value before the first run, not after it
         head_config(c, 1, 1)
     with output_faults(cfg.out, "--out", reads_inside=True):  # a full disk / read-only --out: one line
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        save_json(cfg, cfg.out / "config.json")  # what --config reads (a sweep's: the whole sweep)
         results = [train_one(c, splits, name) for name, c in runs]
         floor = floor_result(cfg, splits)
         if floor is not None:
