@@ -42,18 +42,21 @@ def run(cfg: EvaluateConfig, *, show: bool = True) -> dict[str, float]:
 
 def _check_model_flags(cfg: EvaluateConfig) -> bool:
     """True for the model path; a one-line error for an incomplete or mixed set of flags.
-    With --predictions, --store or --data-path only name the corpus whose annotations score it."""
+    With --predictions, --store or --data-path only name the corpus whose annotations score it.
+    With --checkpoint, both may be given: heads read the store, finetune checkpoints the audio."""
     inputs = [x for x in (cfg.store, cfg.data_path) if x is not None]
-    if cfg.checkpoint is not None and (len(inputs) != 1 or cfg.predictions is not None):
-        raise ValueError("evaluate: give either --predictions FILE, or --checkpoint CKPT with one of "
-                         "--store STORE (heads) or --data-path DIR --corpus NAME (raw audio, heads or finetune)")
-    if cfg.checkpoint is None and cfg.predictions is None:
+    if cfg.checkpoint and (not inputs or cfg.predictions is not None):
+        raise ValueError("evaluate: give either --predictions FILE, or --checkpoint CKPT [CKPT ...] with "
+                         "--store STORE (heads) and/or --data-path DIR --corpus NAME (raw audio, heads or finetune)")
+    if not cfg.checkpoint and cfg.predictions is None:
         raise ValueError("evaluate: give --predictions FILE (a score matrix or ranked CSV), or --checkpoint "
-                         "CKPT with --store STORE or --data-path DIR [--corpus clotho] [--split eval]")
+                         "CKPT [CKPT ...] with --store STORE or --data-path DIR [--corpus clotho] [--split eval]")
     if cfg.predictions is not None and len(inputs) > 1:
         raise ValueError("evaluate: --predictions takes at most one of --store STORE / --data-path DIR "
                          "(the corpus whose multi-match annotations score it)")
-    return cfg.checkpoint is not None
+    if cfg.weights and not cfg.checkpoint:
+        raise ValueError("evaluate: --weights weighs the --checkpoint models of an ensemble; give --checkpoint")
+    return bool(cfg.checkpoint)
 
 
 def choose_ground_truth(cfg: EvaluateConfig, model: bool) -> AnnotationChoice:
@@ -76,36 +79,73 @@ def _ranked_corpus(cfg: EvaluateConfig, model: bool) -> CorpusRef | None:
 
 
 def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dict[str, float]:
-    """A checkpoint over a store split (heads) or over a corpus split's raw audio (heads or finetune):
-    single-match targets from the split itself, multi-match from ``gt``."""
-    from audioret.evaluate.model import evaluate_source, load_store_source
-    from audioret.evaluate.sources import HEADS, RawSource, checkpoint_kind, items_from_corpus, load_raw_model
+    """One or more checkpoints (an ensemble: the weighted mean of their score matrices), each over a
+    store split (heads) or a corpus split's raw audio (heads or finetune): single-match targets from
+    the split itself, multi-match from ``gt``. Returns the ensemble's metrics (the model's, for one)."""
+    from audioret.evaluate import members as MB
+    from audioret.evaluate import report
+    from audioret.evaluate.ensemble import check_agreement, normalized_weights
 
-    kind = checkpoint_kind(cfg.checkpoint)
-    failures: dict[str, str] = {}
-    if cfg.store is not None:
-        if kind != HEADS:
-            raise ValueError(f"{cfg.checkpoint}: a {kind} checkpoint embeds raw audio; use --data-path DIR "
-                             "--corpus NAME --split SPLIT instead of --store")
-        src, batch = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device), 256
-    else:
-        items = items_from_corpus(cfg.corpus, cfg.data_path, cfg.split, captions_csv=cfg.captions_csv)
-        model = load_raw_model(cfg.checkpoint, beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model,
-                               device=cfg.device)
-        src = RawSource(model, items, batch_size=cfg.batch_size, num_workers=cfg.num_workers).prepare()
-        failures, batch = src.failures, cfg.batch_size
-    metrics = evaluate_source(src, gt, cfg.out, batch_size=batch, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
-                              chunk_size=cfg.chunk_size, device=cfg.device, show=show)
+    weights = normalized_weights(cfg.weights, len(cfg.checkpoint))
+    inputs = MB.SplitInputs(store=cfg.store, data_path=cfg.data_path, corpus=cfg.corpus, split=cfg.split,
+                            captions_csv=cfg.captions_csv, beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model,
+                            batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device)
+    root = MB.cache_root(cfg.out, cfg.embedding_cache)
+    plans = MB.plan_members(cfg.checkpoint, inputs, root)
+    MB.check_inputs_used(plans, inputs)
+    embedded = MB.embed_members(plans, inputs, root)
+    check_agreement([e.member_split() for e in embedded])
+    ref = embedded[0]
+    kw = dict(caption_fnames=ref.caption_fnames, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
+              chunk_size=cfg.chunk_size, device=cfg.device)
+    ev = report.evaluate_blocks(_ensemble_block(embedded, weights, cfg.device), ref.captions, ref.audio_fnames,
+                                gt, **kw)
+    extra = None
+    if len(embedded) > 1:
+        rows = [(_row_name(e), report.evaluate_embeddings(e.text, e.audio, e.captions, e.audio_fnames, gt, **kw))
+                for e in embedded]
+        rows.append((ensemble_name(weights), ev))
+        if show:
+            report.print_comparison(rows)
+        extra = {"members": [_member_record(e, w, r) for e, w, (_, r) in zip(embedded, weights, rows)]}
+    elif show:
+        report.print_report(ev)
+    failures = {k: v for e in embedded for k, v in e.failures.items()}
     if cfg.out is not None:
         from audioret.config import save_json
         from audioret.evaluate.predict import write_skipped
 
+        report.write_report(cfg.out, ev, ks=cfg.ks, extra=extra)
         write_skipped(Path(cfg.out) / "skipped_audio.csv", failures)
         save_json(cfg, Path(cfg.out) / "config.json")  # the resolved evaluate config, beside metrics.json
     elif failures:
         log.warning("%d audio files were left out (see the warnings above; --out lists them in "
                     "skipped_audio.csv)", len(failures))
-    return metrics
+    return ev.metrics
+
+
+def _ensemble_block(embedded: list, weights: list[float], device: str):
+    """Score blocks of the (weighted) mean of the members' cosine scores; one member's own blocks."""
+    from audioret.evaluate.ensemble import mean_block_fn
+    from audioret.evaluate.metrics import embedding_blocks
+
+    return mean_block_fn([embedding_blocks(e.text, e.audio, device)[0] for e in embedded], weights)
+
+
+def _row_name(e) -> str:
+    from audioret.evaluate.predict import default_name
+
+    return f"{default_name(e.plan.checkpoint)} ({e.plan.input['input']})"  # short: 7 columns in 80 characters
+
+
+def ensemble_name(weights: list[float]) -> str:
+    equal = max(weights) - min(weights) < 1e-12
+    return "ensemble (mean)" if equal else "ensemble (weights " + "/".join(f"{w:.3g}" for w in weights) + ")"
+
+
+def _member_record(e, weight: float, ev) -> dict:
+    return {"checkpoint": str(e.plan.checkpoint), "kind": e.plan.kind, "sha256": e.plan.sha256,
+            "input": e.plan.input, "weight": weight, "embeddings_reused": e.cached, "metrics": ev.metrics}
 
 
 def guarded_main(config_cls: type, run_fn, argv: list[str] | None, prog: str) -> int:

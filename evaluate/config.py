@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from audioret.config import option
 
@@ -35,13 +36,20 @@ class EvaluateConfig:
                                   "an error naming the first unmatched row)")
     chunk_size: int | None = option(None, "query rows per score block (default: blocks of about 128 MB)",
                                     unit="rows")
-    checkpoint: Path | None = option(None, "model checkpoint to evaluate: heads (train-heads) or a finetune "
-                                     "Lightning .ckpt (kind read from its contents); with --store or "
-                                     "--data-path", flags=("--load_ckpt_path",))
-    store: Path | None = option(None, "feature store with the split to evaluate (heads checkpoints only); "
+    checkpoint: list[Path] = option(default_factory=list, help="model checkpoint(s) to evaluate: heads "
+                                    "(train-heads) or finetune Lightning .ckpt (kind read from its contents), "
+                                    "with --store (heads) and/or --data-path (raw audio); several make an "
+                                    "ensemble (mean of their score matrices), one table row each plus the "
+                                    "ensemble's", flags=("--load_ckpt_path",))
+    weights: list[float] = option(default_factory=list, help="ensemble weight of each --checkpoint, in order "
+                                  "(normalised to sum 1; default: equal)")
+    embedding_cache: bool = option(True, "keep each checkpoint's embeddings in --out/embeddings/ (keyed by the "
+                                   "file's sha256, the input and split) and reuse them in later runs")
+    store: Path | None = option(None, "feature store with the split to evaluate (heads checkpoints read it); "
                                 "with --predictions: the store whose corpus annotations score them")
-    data_path: Path | None = option(None, "corpus folder to evaluate from raw audio (instead of --store); "
-                                    "with --predictions: the corpus whose metadata_eval.csv scores them")
+    data_path: Path | None = option(None, "corpus folder to evaluate from raw audio (finetune checkpoints, and "
+                                    "heads when no --store is given); with --predictions: the corpus whose "
+                                    "metadata_eval.csv scores them")
     corpus: str = option("clotho", "corpus name for --data-path: clotho, audiocaps, wavcaps-<...>, folder")
     captions_csv: Path | None = option(None, "folder corpus only: CSV with a 'caption' column")
     split: str = option("eval", "store or corpus split evaluated with --checkpoint")
@@ -51,6 +59,18 @@ class EvaluateConfig:
     batch_size: int = option(16, "raw audio: clips decoded and embedded per batch", unit="clips")
     num_workers: int = option(2, "raw audio: DataLoader processes decoding audio", unit="processes")
     device: str = option("cpu", "torch device for the models and score blocks (cpu, cuda, cuda:1)")
+
+    def __post_init__(self) -> None:
+        self.checkpoint = checkpoint_list(self.checkpoint)
+
+
+def checkpoint_list(value: Any) -> list[Path]:
+    """``checkpoint`` as a list: one path (configs saved before ensembles, Python callers) or None still work."""
+    if value is None:
+        return []
+    if isinstance(value, (str, Path)):
+        return [Path(value)]
+    return [Path(v) for v in value]
 
 
 @dataclass
@@ -65,18 +85,24 @@ class PredictConfig:
 
     STAGE = "predict"  # recorded in saved configs (audioret.config.to_dict); not a field
 
-    checkpoint: Path = option(help="heads checkpoint (train-heads) or finetune Lightning .ckpt",
-                              flags=("--load_ckpt_path",))
+    checkpoint: list[Path] = option(help="heads checkpoint (train-heads) or finetune Lightning .ckpt; several "
+                                    "make an ensemble (mean of their score matrices)", flags=("--load_ckpt_path",))
+    weights: list[float] = option(default_factory=list, help="ensemble weight of each --checkpoint, in order "
+                                  "(normalised to sum 1; default: equal)")
     audio_dir: Path | None = option(None, "folder of audio files to rank (every audio file, sorted by name)",
                                     flags=("--retrieval_audio_path", "--retrieval-audio-path"))
     captions: Path | None = option(None, "CSV with a 'caption' column: the queries",
                                    flags=("--retrieval_captions", "--retrieval-captions"))
-    store: Path | None = option(None, "instead of --audio-dir/--captions: a feature store split (heads only)")
-    split: str = option("eval", "store split to predict")
+    store: Path | None = option(None, "instead of --audio-dir/--captions: a feature store split (heads "
+                                "checkpoints read it)")
+    data_path: Path | None = option(None, "instead of --audio-dir/--captions: a corpus split's raw audio "
+                                    "(finetune checkpoints, and heads when no --store is given)")
+    corpus: str = option("clotho", "corpus name for --data-path: clotho, audiocaps, wavcaps-<...>")
+    split: str = option("eval", "store or corpus split to predict")
     out: Path = option(Path("predictions"), "output folder", flags=("--predictions_path", "--predictions-path"))
     name: str | None = option(None, "file stem (default: the run folder's name, as the baseline; plus the "
                                     "checkpoint's stem unless it is heads.pt, e.g. ft_last for "
-                                    "ft/checkpoints/last.ckpt)")
+                                    "ft/checkpoints/last.ckpt; 'ensemble' for several checkpoints)")
     top_k: int = option(16, "length K of the ranked list (0 = no ranked list)", unit="audios")
     matrix: bool = option(True, "write the full score matrix <name>.csv")
     beats_ckpt: Path | None = option(None, "BEATs file to use when the path recorded in the checkpoint does "
@@ -85,4 +111,9 @@ class PredictConfig:
     batch_size: int = option(16, "clips (raw audio) or store items embedded per batch", unit="items")
     num_workers: int = option(2, "raw audio: DataLoader processes decoding audio", unit="processes")
     chunk_size: int | None = option(None, "caption rows per score block (default: ~128 MB)", unit="rows")
+    embedding_cache: bool = option(True, "keep each checkpoint's embeddings in --out/embeddings/ (keyed by the "
+                                   "file's sha256, the input and split) and reuse them in later runs")
     device: str = option("cpu", "torch device (cpu, cuda)")
+
+    def __post_init__(self) -> None:
+        self.checkpoint = checkpoint_list(self.checkpoint)

@@ -23,41 +23,33 @@ from audioret.evaluate.config import PredictConfig
 log = logging.getLogger(__name__)
 
 SKIPPED_SUFFIX = "_skipped.csv"
-STORE_BATCH = 256  # store items are cheap to embed: larger batches than for raw audio
+ENSEMBLE_NAME = "ensemble"  # default file stem for several checkpoints
 
 
 def _check(cfg: PredictConfig) -> None:
     if not cfg.matrix and cfg.top_k <= 0:
         raise ValueError("predict: nothing to write (--no-matrix and --top-k 0)")
-    raw = cfg.audio_dir is not None or cfg.captions is not None
-    if raw == (cfg.store is not None):
+    folder = cfg.audio_dir is not None or cfg.captions is not None
+    split = cfg.store is not None or cfg.data_path is not None
+    if folder == split:
         raise ValueError("predict: give --audio-dir DIR with --captions CSV (the baseline's "
-                         "--retrieval_audio_path / --retrieval_captions), or --store STORE [--split S]")
-    if raw and (cfg.audio_dir is None or cfg.captions is None):
+                         "--retrieval_audio_path / --retrieval_captions), or --store STORE and/or "
+                         "--data-path DIR [--corpus NAME] [--split S]")
+    if folder and (cfg.audio_dir is None or cfg.captions is None):
         raise ValueError("predict: --audio-dir and --captions go together (audio folder + CSV with a "
                          "'caption' column)")
 
 
-def open_source(cfg: PredictConfig):
-    """(EvalSource, batch size, skipped files {name: reason})."""
-    from audioret.evaluate.sources import (HEADS, RawSource, checkpoint_kind, items_from_folder,
-                                           load_raw_model)
+def split_inputs(cfg: PredictConfig):
+    """Where the members read from: a store and/or a corpus split, or a folder + captions CSV."""
+    from audioret.evaluate.members import SplitInputs
 
-    if cfg.store is not None:
-        from audioret.evaluate.model import load_store_source
-
-        if checkpoint_kind(cfg.checkpoint) != HEADS:
-            raise ValueError(f"{cfg.checkpoint}: a finetune checkpoint embeds raw audio; use --audio-dir "
-                             "and --captions instead of --store")
-        src = load_store_source(cfg.checkpoint, cfg.store, cfg.split, device=cfg.device)
-        return src, max(cfg.batch_size, STORE_BATCH), {}
-    items = items_from_folder(cfg.audio_dir, cfg.captions)
-    if not items.captions:
-        raise ValueError(f"{cfg.captions}: no captions in the 'caption' column")
-    model = load_raw_model(cfg.checkpoint, beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model,
-                           device=cfg.device)
-    src = RawSource(model, items, batch_size=cfg.batch_size, num_workers=cfg.num_workers).prepare()
-    return src, cfg.batch_size, src.failures
+    common = dict(beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model, batch_size=cfg.batch_size,
+                  num_workers=cfg.num_workers, device=cfg.device)
+    if cfg.audio_dir is not None:
+        return SplitInputs(data_path=cfg.audio_dir, corpus="folder", split="predict", captions_csv=cfg.captions,
+                           **common)
+    return SplitInputs(store=cfg.store, data_path=cfg.data_path, corpus=cfg.corpus, split=cfg.split, **common)
 
 
 def default_name(checkpoint: str | Path) -> str:
@@ -69,18 +61,34 @@ def default_name(checkpoint: str | Path) -> str:
     return folder.name if path.stem == "heads" else f"{folder.name}_{path.stem}"
 
 
-def source_record(cfg: PredictConfig, files: list[Path], counts: dict[str, int]) -> dict:
-    """What ``predict`` ranked, for ``evaluate --predictions`` (see :mod:`audioret.evaluate.annotations`)."""
+def files_name(cfg: PredictConfig) -> str:
+    """``--name``, else the one checkpoint's :func:`default_name`, else ``ensemble``."""
+    if cfg.name:
+        return cfg.name
+    return default_name(cfg.checkpoint[0]) if len(cfg.checkpoint) == 1 else ENSEMBLE_NAME
+
+
+def source_record(cfg: PredictConfig, files: list[Path], counts: dict[str, int],
+                  weights: list[float] | None = None) -> dict:
+    """What ``predict`` ranked, for ``evaluate --predictions`` (see :mod:`audioret.evaluate.annotations`).
+    One checkpoint is recorded as ``checkpoint``; an ensemble as ``checkpoints`` + ``weights``."""
     from audioret.evaluate.annotations import corpus_of_store
 
-    info: dict = {"checkpoint": str(Path(cfg.checkpoint).resolve()), "files": [p.name for p in files],
-                  "counts": counts}
+    ckpts = [str(Path(c).resolve()) for c in cfg.checkpoint]
+    models: dict = ({"checkpoint": ckpts[0]} if len(ckpts) == 1 else {"checkpoints": ckpts, "weights": weights})
+    info: dict = {**models, "files": [p.name for p in files], "counts": counts}
+    if cfg.audio_dir is not None:
+        return {**info, "audio_dir": str(Path(cfg.audio_dir).resolve()),
+                "captions": str(Path(cfg.captions).resolve()), "split": None, "corpus": None}
     if cfg.store is not None:
         ref = corpus_of_store(cfg.store, cfg.split)
         corpus = {"name": ref.name, "data_path": str(ref.data_path) if ref.data_path else None}
-        return {**info, "store": str(Path(cfg.store).resolve()), "split": cfg.split, "corpus": corpus}
-    return {**info, "audio_dir": str(Path(cfg.audio_dir).resolve()), "captions": str(Path(cfg.captions).resolve()),
-            "split": None, "corpus": None}
+        info["store"] = str(Path(cfg.store).resolve())
+    else:
+        corpus = {"name": cfg.corpus, "data_path": str(Path(cfg.data_path).resolve())}
+    if cfg.data_path is not None:
+        info["data_path"] = str(Path(cfg.data_path).resolve())
+    return {**info, "split": cfg.split, "corpus": corpus}
 
 
 def write_skipped(path: Path, failures: dict[str, str]) -> Path | None:
@@ -100,38 +108,48 @@ def write_skipped(path: Path, failures: dict[str, str]) -> Path | None:
 
 
 def run(cfg: PredictConfig) -> list[Path]:
-    """Embed captions and audio with the checkpoint and write the files; returns their paths."""
-    from audioret.evaluate import metrics as M
+    """Embed captions and audio with each checkpoint and write the files of their (weighted) mean
+    score matrix (one checkpoint: its own); returns their paths."""
+    from audioret.evaluate import members as MB
     from audioret.evaluate.annotations import write_record
-    from audioret.evaluate.model import embed_all
+    from audioret.evaluate.ensemble import check_agreement, mean_block_fn, normalized_weights
+    from audioret.evaluate.metrics import embedding_blocks
     from audioret.evaluate.submission import write_ranked_blocks, write_score_matrix_blocks
 
     _check(cfg)
-    src, batch, failures = open_source(cfg)
-    text = embed_all(src.embed_text, len(src.captions), batch)
-    audio = embed_all(src.embed_audio, len(src.audio_fnames), batch)
-    block, _, _ = M.embedding_blocks(text, audio, cfg.device)
-    name = cfg.name or default_name(cfg.checkpoint)
+    weights = normalized_weights(cfg.weights, len(cfg.checkpoint))
+    inputs = split_inputs(cfg)
+    root = MB.cache_root(cfg.out, cfg.embedding_cache)
+    plans = MB.plan_members(cfg.checkpoint, inputs, root)
+    MB.check_inputs_used(plans, inputs)
+    embedded = MB.embed_members(plans, inputs, root)
+    check_agreement([e.member_split() for e in embedded])
+    ref = embedded[0]
+    captions, fnames = ref.captions, ref.audio_fnames
+    block = mean_block_fn([embedding_blocks(e.text, e.audio, cfg.device)[0] for e in embedded], weights)
+    name = files_name(cfg)
     out = Path(cfg.out)
     written = []
     if cfg.matrix:
-        written.append(write_score_matrix_blocks(out / f"{name}.csv", src.captions, src.audio_fnames,
-                                                 block, chunk_size=cfg.chunk_size))
+        written.append(write_score_matrix_blocks(out / f"{name}.csv", captions, fnames, block,
+                                                 chunk_size=cfg.chunk_size))
     if cfg.top_k > 0:
-        k = min(cfg.top_k, len(src.audio_fnames))
+        k = min(cfg.top_k, len(fnames))
         if k < cfg.top_k:
             log.warning("only %d audio files: the ranked list has %d columns, not %d", k, k, cfg.top_k)
-        written.append(write_ranked_blocks(out / f"{name}_top{cfg.top_k}.csv", src.captions,
-                                           src.audio_fnames, block, k, chunk_size=cfg.chunk_size))
+        written.append(write_ranked_blocks(out / f"{name}_top{cfg.top_k}.csv", captions, fnames, block, k,
+                                           chunk_size=cfg.chunk_size))
+    failures = {k: v for e in embedded for k, v in e.failures.items()}
     skipped = write_skipped(out / f"{name}{SKIPPED_SUFFIX}", failures)
     written += [skipped] if skipped is not None else []
-    rows = len(dict.fromkeys(src.captions))
-    counts = {"rows": rows, "captions": len(src.captions), "audios": len(src.audio_fnames),
-              "skipped_audios": len(failures)}
-    written.append(write_record(out, name, source_record(cfg, written, counts)))
+    rows = len(dict.fromkeys(captions))
+    counts = {"rows": rows, "captions": len(captions), "audios": len(fnames), "skipped_audios": len(failures)}
+    written.append(write_record(out, name, source_record(cfg, written, counts, weights)))
     for p in written:
         log.info("wrote %s", p)
     log.info("%s", rows_message(counts))
+    if len(embedded) > 1:
+        log.info("ensemble of %d checkpoints (weights %s)", len(embedded), ", ".join(f"{w:.3g}" for w in weights))
     return written
 
 

@@ -256,6 +256,18 @@ def evaluate_embeddings(text_emb: torch.Tensor, audio_emb: torch.Tensor, caption
     Single-match targets come from ``caption_fnames`` (each caption's own audio) if given, else from
     ``gt.single`` matched by caption string.
     """
+    block, _, _ = M.embedding_blocks(text_emb, audio_emb, device)  # checks shapes and finiteness
+    return evaluate_blocks(block, captions, audio_fnames, gt, caption_fnames=caption_fnames, ks=ks,
+                           skip_unmatched=skip_unmatched, chunk_size=chunk_size, device=device)
+
+
+def evaluate_blocks(block: M.BlockFn, captions: Sequence[str], audio_fnames: Sequence[str], gt: GroundTruth, *,
+                    caption_fnames: Sequence[str] | None = None, ks: Sequence[int] = M.MULTI_KS,
+                    skip_unmatched: bool = False, chunk_size: int | None = None,
+                    device: str | None = None) -> Evaluation:
+    """:func:`evaluate_embeddings` over score blocks ``block(r0, r1)`` [r1 - r0, A] (e.g. an ensemble's
+    mean), rows ``captions``, columns ``audio_fnames``; blocks are trusted finite (built from checked
+    embeddings)."""
     col_of = _first_index(audio_fnames)
     ev = Evaluation(metrics={}, ranks=M.Ranks(target=None))
     targets = rows = None
@@ -276,7 +288,7 @@ def evaluate_embeddings(text_emb: torch.Tensor, audio_emb: torch.Tensor, caption
         ev.skipped += bad
         ev.notes += notes
     mm = _match_multi(gt, captions, audio_fnames, skip_unmatched, ev)
-    block, Q, A = M.embedding_blocks(text_emb, audio_emb, device)
+    Q, A = len(captions), len(audio_fnames)
     if targets or (mm and mm.relevant):
         ev.ranks = M.ranks_from_blocks(block, Q, A, targets or None, mm.relevant if mm else None,
                                        mm.query_index if mm else None, target_rows=rows or None,
@@ -345,6 +357,33 @@ def metrics_table(ev: Evaluation, title: str = "retrieval metrics"):
     return t
 
 
+def comparison_table(rows: Sequence[tuple[str, Evaluation]], title: str = "retrieval metrics"):
+    """One row per model (an ensemble's members, then the ensemble), one column per metric in
+    report order (mAP@16_multi, mAP@10_multi, mAP@10, R@1, R@5, R@10), in percent."""
+    from rich.table import Table
+    t = Table(title=f"{title} (%)")
+    t.add_column("model", no_wrap=True)
+    keys = sorted(dict.fromkeys(k for _, ev in rows for k in ev.metrics), key=M.metric_sort_key)
+    for k in keys:
+        t.add_column(k.replace("_", " "), justify="right", min_width=6)
+    for name, ev in rows:
+        t.add_row(name, *(f"{100 * ev.metrics[k]:.2f}" if k in ev.metrics else "-" for k in keys))
+    t.caption = ", ".join(f"{k}={v}" for k, v in rows[-1][1].counts.items()) if rows else None
+    return t
+
+
+def print_comparison(rows: Sequence[tuple[str, Evaluation]], title: str = "retrieval metrics") -> None:
+    """:func:`comparison_table` plus the notes of the last row (the ensemble)."""
+    from rich.console import Console
+    console = Console()
+    console.print(comparison_table(rows, title))
+    ev = rows[-1][1]
+    for note in ev.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    if ev.skipped:
+        console.print(f"[yellow]skipped {len(ev.skipped)} unmatched rows[/] (listed in metrics.json)")
+
+
 def print_report(ev: Evaluation, title: str = "retrieval metrics") -> None:
     from rich.console import Console
     console = Console()
@@ -378,5 +417,5 @@ def score_and_report(text_emb: torch.Tensor, audio_emb: torch.Tensor, captions: 
 
 
 __all__ = ["GroundTruth", "Evaluation", "load_ground_truth", "evaluate_score_matrix",
-           "evaluate_ranked", "evaluate_predictions", "evaluate_embeddings", "write_report",
-           "metrics_table", "print_report", "score_and_report"]
+           "evaluate_ranked", "evaluate_predictions", "evaluate_embeddings", "evaluate_blocks", "write_report",
+           "metrics_table", "comparison_table", "print_report", "print_comparison", "score_and_report"]

@@ -67,7 +67,7 @@ def test_model_path_matches_direct_metrics(store_and_ckpt, tmp_path):
     assert got == pytest.approx(want)
     assert set(got) == {"R@1", "R@5", "R@10", "mAP@10", "mAP@10_multi", "mAP@16_multi"}
     saved = json.loads((out / "config.json").read_text())  # the resolved config travels with the metrics
-    assert saved["checkpoint"] == str(ckpt) and saved["split"] == "eval"
+    assert saved["checkpoint"] == [str(ckpt)] and saved["split"] == "eval"  # a list since ensembles
 
 
 def test_model_path_refuses_other_encoders(store_and_ckpt, tmp_path, capsys):
@@ -85,7 +85,7 @@ def test_predict_writes_submissions_that_score_like_the_model(store_and_ckpt, tm
     out = tmp_path / "pred"
     assert predict_main(["--checkpoint", str(ckpt), "--store", str(store), "--out", str(out),
                          "--name", "run", "--top-k", "5"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["run.csv", "run_source.json", "run_top5.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["embeddings", "run.csv", "run_source.json", "run_top5.csv"]
     direct = tmp_path / "direct"
     main(["--checkpoint", str(ckpt), "--store", str(store), "--annotations", str(ann), "--out", str(direct)])
     want = json.loads((direct / "metrics.json").read_text())["metrics"]

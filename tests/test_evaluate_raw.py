@@ -139,8 +139,8 @@ def test_predict_folder_with_baseline_flags(heads_ckpts, store, synth_corpus, tm
     with caplog.at_level(logging.INFO, logger="audioret.evaluate.predict"):
         assert predict_main(argv) == 0
     name = "run"  # the checkpoint's parent folder, as the baseline names it
-    assert sorted(p.name for p in out.iterdir()) == [f"{name}.csv", f"{name}_skipped.csv", f"{name}_source.json",
-                                                     f"{name}_top3.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["embeddings", f"{name}.csv", f"{name}_skipped.csv",
+                                                     f"{name}_source.json", f"{name}_top3.csv"]
     assert "3 caption rows x 4 audio files; 1 audio file skipped" in caplog.text  # the repeated query: once
     record = json.loads((out / f"{name}_source.json").read_text())
     assert record["counts"] == {"rows": 3, "captions": 3, "audios": 4, "skipped_audios": 1}
