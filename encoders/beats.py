@@ -1,6 +1,6 @@
 """BEATs audio encoder: our own implementation that loads the official checkpoint files.
 
-Written from /work/shared/design/beats.md (no reference code copied) and checked against
+Written from the BEATs design notes (no reference code copied) and checked against
 Microsoft's reference on random weights (encoders/fixtures/README.md, tests/test_beats_*.py).
 
 Public API (what BEATs users know, minus the AudioSet head in the feature path):
