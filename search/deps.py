@@ -24,6 +24,9 @@ def _need(module: str, package: str, what: str) -> ModuleType:
 
 
 def faiss(what: str = "audioret index/search") -> ModuleType:
+    import logging
+
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its CPU-feature probing is noise
     return _need("faiss", "faiss-cpu", what)
 
 
