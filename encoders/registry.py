@@ -199,8 +199,9 @@ class PasstAudioEncoder(FrozenWrapper):
 
     @property
     def identity(self) -> dict[str, Any]:
-        return {"kind": "audio", "name": self.name, "architecture": "passt",
-                "config": self.model.cfg.to_dict(),
+        config = {k: v for k, v in self.model.cfg.to_dict().items()  # patchout: training only
+                  if not k.startswith("s_patchout")}
+        return {"kind": "audio", "name": self.name, "architecture": "passt", "config": config,
                 "checkpoint": self.model.checkpoint_path,
                 "checkpoint_sha256": self.model.checkpoint_sha256,
                 "sample_rate": self.sample_rate, "window_samples": self.window_samples,
@@ -221,6 +222,12 @@ class PasstAudioEncoder(FrozenWrapper):
 
     def compile_backbone(self) -> None:
         self.model.blocks.compile()
+
+    @property
+    def store_pooling(self) -> dict[str, str]:
+        """What a store's ``frames`` / ``windows`` hold (extract records it in the metadata)."""
+        return {"frames": "mean of the 8 frequency patches of each time column, valid columns only",
+                "windows": self.window_rule}
 
     def encode(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[W, window_samples]`` -> ``(frames [W, T', D], pooled [W, D])`` (patchout in

@@ -245,11 +245,11 @@ def _audio_encoder_from(ident: dict, ckpt: Path, beats_ckpt: Path | None, device
     recorded = ident.get("checkpoint")
     path = Path(beats_ckpt) if beats_ckpt is not None else Path(recorded) if recorded else None
     if path is not None and not path.is_file():
-        if beats_ckpt is not None or name != "tiny-beats":
+        if beats_ckpt is not None or name not in ("tiny-beats", "tiny-passt"):
             raise FileNotFoundError(
                 f"{ckpt}: its audio encoder {name!r} was built from {path}, which does not exist here; "
-                "pass --beats-ckpt PATH (the same file: its sha256 is checked)")
-        path = None  # tiny-beats is rebuilt in the cache deterministically; the sha256 still checks it
+                "pass --beats-ckpt PATH (the same file, BEATs or PaSST: its sha256 is checked)")
+        path = None  # tiny encoders are rebuilt in the cache deterministically; the sha256 still checks them
     return build_audio_encoder(name, path, device, sha256=ident.get("checkpoint_sha256"))
 
 

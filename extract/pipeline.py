@@ -121,8 +121,9 @@ def store_metadata(config: ExtractConfig, audio_enc: Any | None, text_enc: Any |
             "sample_rate": sr, "resampler": RESAMPLER, "window_samples": ws, "window_seconds": ws / sr,
             "max_seconds": config.max_seconds, "max_samples": max_samples_of(config, sr), "crop": config.crop,
             "padding": "last window zero-padded; each window encoded without a padding mask",
-            "pooling": {"frames": "mean of the frequency tokens of each time patch, valid frames only",
-                        "windows": "mean of all tokens of each window, padding included (seed recipe)"},
+            "pooling": getattr(audio_enc, "store_pooling", None) or {
+                "frames": "mean of the frequency tokens of each time patch, valid frames only",
+                "windows": "mean of all tokens of each window, padding included (seed recipe)"},
             "feature_dtype": config.dtype,
             "compute_precision": str(dtype).replace("torch.", "") if dtype is not None else "float32",
         },
@@ -136,6 +137,9 @@ def store_metadata(config: ExtractConfig, audio_enc: Any | None, text_enc: Any |
     return meta
 
 
+AUDIO_PREPROCESSING = ("sample_rate", "window_samples", "window_seconds", "max_samples", "pooling")
+
+
 def ignored_metadata(passes: Sequence[str], existing: Mapping[str, Any] | None) -> tuple[str, ...]:
     """Keys not compared on reopen: volatile ones, and the encoder of a pass not run now or not
     run when the store was made (the table's plan attrs then carry and check its encoder)."""
@@ -145,6 +149,8 @@ def ignored_metadata(passes: Sequence[str], existing: Mapping[str, Any] | None) 
             out.append(key)
         elif existing is not None:  # e.g. a text model's name when its weights hash identifies it
             out += [f"{key}.{k}" for k in identity_keys_not_compared(existing[key])]
+    if AUDIO not in passes:  # a text-only pass knows no audio encoder: its rate/window are not its own
+        out += [f"preprocessing.{k}" for k in AUDIO_PREPROCESSING]
     return tuple(out)
 
 
@@ -474,7 +480,9 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
                                      batch_size=config.batch_windows) if AUDIO in config.passes else None)
     text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
-    metadata = store_metadata(config, audio_enc, text_enc, dtype, SAMPLE_RATE, WINDOW_SECONDS * SAMPLE_RATE)
+    sr, ws = (audio_enc.sample_rate, audio_enc.window_samples) if audio_enc is not None else (
+        SAMPLE_RATE, WINDOW_SECONDS * SAMPLE_RATE)
+    metadata = store_metadata(config, audio_enc, text_enc, dtype, sr, ws)
     if config.verify_sample > 0:
         return verify_sample(config, shard, corpus_splits, audio_enc, text_enc)
     st = open_for_writing(config, metadata)
