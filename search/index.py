@@ -18,6 +18,7 @@ from audioret.search.config import IndexConfig
 
 log = logging.getLogger(__name__)
 PROG = "audioret index"
+MIN_IVFPQ = 1000  # PQ codebooks need ~39 training vectors per centroid
 
 
 # ---- checks -------------------------------------------------------------------------------------
@@ -169,6 +170,9 @@ def _empty_index(cfg: IndexConfig, out: Path, manifest: dict[str, Any], vecs: F.
         return ann.new_flat(d)
     if (out / F.TRAINED_FILE).is_file():
         return F.read_index_file(out, F.TRAINED_FILE)
+    if n < MIN_IVFPQ:
+        raise InputError(f"{out}: {n} clips are too few to train an IVF-PQ index (at least {MIN_IVFPQ}); "
+                         "use --kind flat (exact, and fast at this size)")
     spec = ann.ivfpq_spec(d, n)
     rows = _sample_rows(n, ann.train_sample_size(spec, n, cfg.train_max), np.random.default_rng(cfg.seed))
     t0 = time.perf_counter()
