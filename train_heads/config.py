@@ -63,11 +63,13 @@ class TrainHeadsConfig:
     # data
     data: Literal["auto", "memory", "stream"] = option(
         "auto", "hold the split in RAM/GPU (memory), read batches from the store (stream), or choose by size")
-    memory_limit_gb: float = option(8.0, "auto: splits above this stream from the store", unit="GB")
+    memory_limit_gb: float = option(8.0, "auto: splits above this stream from the store; streaming holds at most "
+                                         "this much of it in RAM", unit="GB", flags=("--max-memory-gb",))
     data_device: Literal["auto", "cpu", "accelerator"] = option(
         "auto", "where an in-memory split lives (auto: the accelerator when it fits)")
-    num_workers: int = option(2, "DataLoader workers when streaming")
-    shuffle_window: int = option(8, "streaming: shards mixed together by the shuffle", unit="shards")
+    num_workers: int = option(2, "streaming: threads reading the store ahead of training")
+    shuffle_window: int = option(8, "streaming: blocks of consecutive captions mixed together by the shuffle",
+                                 unit="blocks")
     # hardware
     accelerator: str = option("auto", "Lightning accelerator: auto, cpu, gpu")
     devices: str = option("auto", "Lightning devices: auto, a count, or a list like 0,1")

@@ -32,7 +32,8 @@ from audioret.models.distill_loss import resolve_weights
 from audioret.models.precision import choose_precision
 
 from .config import TrainHeadsConfig
-from .data import CaptionBatches, EvalChunks, SplitReader, identity_collate
+from .data import EvalChunks, SplitReader, identity_collate
+from .data import train_loader as data_loader
 
 log = logging.getLogger(__name__)
 
@@ -172,12 +173,12 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
                                          cfg.weight_decay),
                          eval_splits={p: (r.caption_clip.cpu(), r.num_clips) for p, r in splits.evals.items()},
                          info=info, teacher=teacher, loss_weights=weights)
-    workers = cfg.num_workers if splits.shard_block else 0  # in memory: the gather is the whole cost
-    loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731
-        ds, batch_size=None, shuffle=False, collate_fn=identity_collate, num_workers=workers,
-        persistent_workers=workers > 0)
-    train_loader = loader(CaptionBatches(splits.train, cfg.batch_size, seed=cfg.seed,
-                                         shard_block=splits.shard_block, shuffle_window=cfg.shuffle_window))
+    loader = lambda ds: torch.utils.data.DataLoader(  # noqa: E731  (evaluation splits are in memory)
+        ds, batch_size=None, shuffle=False, collate_fn=identity_collate, num_workers=0)
+    train_loader = data_loader(splits.train, cfg.batch_size, seed=cfg.seed, shard_block=splits.shard_block,
+                               shuffle_window=cfg.shuffle_window, threads=cfg.num_workers,
+                               memory_bytes=cfg.memory_limit_gb * 1e9,
+                               pin_memory=torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda"))
     val = splits.evals.get("val")
     monitor = "val/mAP@10" if val is not None else None
     # A rerun into the same --out overwrites epoch=N.ckpt/last.ckpt in place (no -v1 names) and removes

@@ -2,8 +2,9 @@
 
 - ``load_feature_split(store, split, device)``: the whole split in RAM (or on the GPU) as a
   ``FeatureSplit`` (one ``ItemTable.load`` per field: the fastest path when it fits).
-- ``StoreSplitReader``: streaming reads of padded batches straight from the store, for splits that
-  do not fit (WavCaps); picklable (reopens the store lazily in each DataLoader worker).
+- ``StoreSplitReader``: reads straight from the store, for splits that do not fit (WavCaps): padded
+  batches (``audio``/``text``) and whole blocks of rows in on-disk order (``read_rows``, what
+  ``data.StreamingBatches`` uses); picklable (reopens the store lazily in each process).
 - ``write_feature_split(path, split)``: the inverse (for tests, benchmarks and demos without extract).
 - ``load_splits(config)``: what ``run`` uses; chooses memory or streaming by size.
 Captions whose own item or whose clip failed at extraction are left out (logged).
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from audioret.models import AudioFeatures, TextFeatures
 
-from .data import FeatureSplit, Ragged
+from .data import FeatureSplit, Ragged, choose_block
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class StoreSplitReader:
         lens = text.lengths("tokens")[self._caps]
         shard_rows = text.plan.fields["tokens"].shard_rows
         self.captions_per_shard = max(1, int(shard_rows // max(1.0, float(lens.mean()) if len(lens) else 1.0)))
+        self._fields = {**audio.plan.fields, **text.plan.fields}
+        self._lens: dict[str, np.ndarray] = {}
         self._t: tuple[Any, Any] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -132,6 +135,34 @@ class StoreSplitReader:
     @property
     def num_captions(self) -> int:
         return len(self._caps)
+
+    # ---- BlockReader (StreamingBatches)
+    def lengths(self, name: str) -> np.ndarray:
+        """Rows per item of a field: per clip (frames, windows) or per training caption (tokens, first)."""
+        if name in ("frames", "windows"):
+            return self._lengths(0, name)
+        return self._lengths(1, name)[self._caps]
+
+    def _lengths(self, kind: int, name: str) -> np.ndarray:
+        if name not in self._lens:
+            self._lens[name] = self.tables[kind].lengths(name).astype(np.int64)
+        return self._lens[name]
+
+    def field_spec(self, name: str) -> tuple[int, torch.dtype]:
+        f = self._fields[name]
+        return int(f.dim), getattr(torch, str(f.dtype))
+
+    def read_rows(self, name: str, items: np.ndarray, out: np.ndarray, chunk: int = 256) -> None:
+        """Rows of ``items`` (ascending: the on-disk order) concatenated into ``out`` [sum len, D]."""
+        audio = name in ("frames", "windows")
+        table = self.tables[0 if audio else 1]
+        rows = items if audio else self._caps[items]
+        pos = 0
+        for i in range(0, len(rows), chunk):
+            b = table.batch(name, rows[i:i + chunk])
+            n = int(b.lengths.sum())
+            out[pos:pos + n] = b.values[b.mask]
+            pos += n
 
     def audio(self, clip_index: Tensor) -> AudioFeatures:
         table = self.tables[0]
@@ -192,7 +223,9 @@ def load_splits(cfg: TrainHeadsConfig) -> Splits:
              "streamed from the store" if stream else f"held in memory ({device})")
     if stream:
         reader: Any = StoreSplitReader(cfg.store, cfg.train)
-        block = reader.captions_per_shard
+        block = choose_block(reader, cfg.memory_limit_gb * 1e9, cfg.shuffle_window)
+        log.info("streaming %s in blocks of %d captions, %d blocks mixed per shuffle group, at most %.2f GB held",
+                 cfg.train, block, cfg.shuffle_window, cfg.memory_limit_gb)
     else:
         reader, block = load_feature_split(st, cfg.train, device), 0
     evals = {prefix: load_feature_split(st, name, device)
