@@ -146,11 +146,10 @@ def _add_positional(target: Any, f: dataclasses.Field, tp: Any, optional: bool) 
     conv, _ = _converter(get_args(tp)[0] if listed else tp)
     if optional and not listed:
         conv = _none_or(conv)
-    required = _required(f)
-    default = None if required else (f.default if f.default is not dataclasses.MISSING else f.default_factory())
+    text = plain(f.metadata.get("help", "")) + (f" [{f.metadata['unit']}]" if f.metadata.get("unit") else "")
     target.add_argument(f.name, nargs="*" if listed else "?", default=argparse.SUPPRESS, type=_keep_suppress(conv),
                         metavar=f.metadata.get("metavar") or f.name.upper(),
-                        help=help_text(f.metadata.get("help", ""), f.metadata.get("unit"), default, required=required))
+                        help=text + (" (required)" if _required(f) else ""))  # no "(default: None)" noise
 
 
 def _keep_suppress(conv: Any) -> Any:
@@ -224,8 +223,24 @@ class StageParser(argparse.ArgumentParser):
                                 "fields still required are printed as null and marked")
 
     # ---- parsing
+    _raw = False  # inside parse_known_intermixed_args: its two passes are plain argparse, resolved after
+
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
         ns, extra = super().parse_known_args(args, namespace)
+        return (ns, extra) if self._raw else self._resolve(ns, extra)
+
+    def parse_known_intermixed_args(self, args: Any = None,
+                                    namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        """Positionals mixed with flags (``audioret search INDEX "a dog" --top-k 5 "rain"``)."""
+        self._raw = True
+        try:
+            ns, extra = super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._raw = False
+        return self._resolve(ns, extra)
+
+    def _resolve(self, ns: argparse.Namespace, extra: list[str]) -> tuple[argparse.Namespace, list[str]]:
+        """Apply the --config files under the flags given, the sections, --print-config, required fields."""
         files: list[str] = getattr(ns, FILES_DEST, None) or []
         main: dict[str, Any] = {}
         nested: dict[str, dict[str, Any]] = {name: {} for name in self.sections}

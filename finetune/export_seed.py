@@ -23,7 +23,8 @@ from typing import Any, Mapping
 
 import torch
 
-from audioret.config import add_config_args, config_from_namespace, option
+from audioret.config import build_parser as stage_parser
+from audioret.config import config_from_namespace, option
 from audioret.models.checkpoint import load_checked
 from audioret.models.dual_encoder import BEATS_PREFIX, COMPILE_PREFIX, strip_lightning_prefix
 
@@ -52,9 +53,11 @@ _BIAS = "self_attn.relative_attention_bias.weight"
 class ExportSeedConfig:
     """Write a finetune checkpoint as the seed's AudioRetrievalModel checkpoint."""
 
+    STAGE = "export-seed"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     checkpoint: Path = option(help="audioret finetune checkpoint (e.g. <run>/checkpoints/last.ckpt; a seed "
-                                   "checkpoint is accepted too)")
-    out: Path = option(help="the seed-format .ckpt to write")
+                                   "checkpoint is accepted too)", positional=True, metavar="CKPT")
+    out: Path = option(help="the seed-format .ckpt to write", positional=True, metavar="OUT")
     beats_ckpt_path: Path | None = option(None, "BEATs file the seed rebuilds its encoder from before loading the "
                                                 "weights (recorded as its --beats_ckpt_path; default: the run's)")
     overwrite: bool = option(False, "replace an existing OUT")
@@ -158,13 +161,7 @@ def run(cfg: ExportSeedConfig) -> Path:
 
 
 def build_parser():  # noqa: ANN201
-    import argparse
-
-    p = argparse.ArgumentParser(prog=PROG, description=(ExportSeedConfig.__doc__ or "").strip())
-    p.add_argument("checkpoint", type=Path, help="audioret finetune checkpoint (.ckpt)")
-    p.add_argument("out", type=Path, help="the seed-format .ckpt to write")
-    add_config_args(p, ExportSeedConfig, exclude=frozenset({"checkpoint", "out"}))
-    return p
+    return stage_parser(ExportSeedConfig, PROG)  # CKPT OUT positional, --config, --print-config
 
 
 def main(argv: list[str] | None = None) -> int:

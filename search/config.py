@@ -20,6 +20,8 @@ class IndexConfig:
     (--audio-dir DIR, searched recursively). Running it again with another --store/--audio-dir and
     the same --out appends (no rebuild); a rerun skips the clips already in."""
 
+    STAGE = "index"  # recorded in saved configs (audioret.config.to_dict); not a field
+
     checkpoint: Path = option(help="heads checkpoint (train-heads) or finetune Lightning .ckpt",
                               flags=("--load_ckpt_path",))
     out: Path = option(help="index folder to create or append to")
@@ -54,8 +56,11 @@ class SearchConfig:
     """Rank an index's clips for text queries with the checkpoint the index was built with: a table of
     rank, score (cosine), file and duration, or JSON with --json."""
 
-    index: Path | None = option(None, "index folder (positional)", cli=False)
-    queries: list[str] = option(default_factory=list, help="query texts (positional)", cli=False)
+    STAGE = "search"  # recorded in saved configs (audioret.config.to_dict); not a field
+
+    index: Path | None = option(None, "index folder written by audioret index", positional=True, metavar="INDEX")
+    queries: list[str] = option(default_factory=list, help="query texts (quote each one)", positional=True,
+                                metavar="QUERY")
     queries_file: Path | None = option(None, "text file with one query per line (blank lines skipped)",
                                        flags=("--queries",))
     top_k: int = option(10, "results per query", unit="clips")
@@ -73,7 +78,9 @@ class ServeConfig:
     """A local web page to search an index and listen to the results (FastAPI + uvicorn). It serves
     only the audio files the index lists, by clip number, and binds to localhost by default."""
 
-    index: Path | None = option(None, "index folder (positional)", cli=False)
+    STAGE = "serve"  # recorded in saved configs (audioret.config.to_dict); not a field
+
+    index: Path | None = option(None, "index folder written by audioret index", positional=True, metavar="INDEX")
     host: str = option("127.0.0.1", "address to bind (0.0.0.0 exposes the page and the indexed audio "
                        "to the network)")
     port: int = option(8000, "TCP port")

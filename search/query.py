@@ -162,9 +162,7 @@ def print_tables(result: dict[str, Any]) -> None:
 
 
 def parse(argv: list[str] | None) -> SearchConfig:
-    parser = build_parser(SearchConfig, PROG)
-    parser.add_argument("index", type=Path, help="index folder written by audioret index")
-    parser.add_argument("queries", nargs="*", help="query texts (quote each one)")
+    parser = build_parser(SearchConfig, PROG)  # INDEX and QUERY ...: positional fields of SearchConfig
     return config_from_namespace(SearchConfig, parser.parse_intermixed_args(argv))
 
 

@@ -2,8 +2,8 @@
 
 Every stage that ``audioret.cli.available_stages()`` lists is covered: a stage whose command line
 does not use ``audioret.config.build_parser`` (or ``StageParser`` for a subcommand) fails here. The
-stage's parser is caught as it returns (a spy on ``StageParser.parse_known_args`` that stops the
-command before it runs), so nothing is trained or written by the round-trip tests.
+stage's parser is caught as it returns (a spy on ``StageParser._resolve`` that stops the command
+before it runs), so nothing is trained or written by the round-trip tests.
 """
 
 from __future__ import annotations
@@ -49,15 +49,16 @@ class Parsed(Exception):
 @pytest.fixture
 def parse(monkeypatch):
     """``parse(argv)`` -> (parser, namespace) of the stage command ``audioret ARGV``, without running it."""
-    real = StageParser.parse_known_args
+    real = StageParser._resolve
 
-    def spy(self, args=None, namespace=None):
-        ns, extra = real(self, args, namespace)
+    def spy(self, ns, extra):
+        ns, extra = real(self, ns, extra)
+        assert not extra, f"{self.prog}: unrecognized arguments {extra}"  # parse_args would refuse them
         raise Parsed(self, ns)
 
     def run(argv: list[str]) -> tuple[StageParser, object]:
         with monkeypatch.context() as patch, pytest.raises(Parsed) as caught:
-            patch.setattr(StageParser, "parse_known_args", spy)
+            patch.setattr(StageParser, "_resolve", spy)
             main(argv)
         return caught.value.parser, caught.value.ns
 
@@ -139,8 +140,9 @@ def changed(cls, tmp: Path, exclude: frozenset = frozenset()) -> dict:
 
 def flags(values: dict, cls=None) -> list[str]:
     """Command-line arguments for ``values``: positional fields of ``cls`` first, then flags."""
-    positional = {f.name for f in dataclasses.fields(cls) if f.metadata.get("positional")} if cls else set()
-    out: list[str] = [str(x) for name in positional if name in values for x in values[name]]
+    positional = [f.name for f in dataclasses.fields(cls) if f.metadata.get("positional")] if cls else []
+    out: list[str] = [str(x) for name in positional if name in values
+                      for x in (values[name] if isinstance(values[name], (list, tuple)) else [values[name]])]
     for name, v in values.items():
         if name in positional:
             continue
@@ -249,11 +251,10 @@ def test_flags_override_files_and_later_files_override_earlier(argv, parse, tmp_
     assert getattr(later, name) == b_value
     assert dataclasses.replace(later, **{name: getattr(cfg, name)}) == cfg  # everything else from the first file
     flag_value = _other(type(b_value) if not isinstance(b_value, Path) else Path, b_value, name, tmp_path / "c")
-    both, _ = resolved(*parse([*argv, "--config", str(first), "--config", str(second),
-                                *flags({name: flag_value})]))
+    given = flags({name: flag_value}, parser.config_cls)
+    both, _ = resolved(*parse([*argv, "--config", str(first), "--config", str(second), *given]))
     assert getattr(both, name) == flag_value
-    flag_first, _ = resolved(*parse([*argv, *flags({name: flag_value}), "--config", str(first), "--config",
-                                     str(second)]))
+    flag_first, _ = resolved(*parse([*argv, *given, "--config", str(first), "--config", str(second)]))
     assert getattr(flag_first, name) == flag_value  # a flag wins wherever it stands
 
 
