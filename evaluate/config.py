@@ -12,10 +12,16 @@ from audioret.config import option
 @dataclass
 class EvaluateConfig:
     """Score a submission file (score matrix or ranked top-K CSV) against multi-match annotations
-    and/or single-match ground truth (a Clotho captions CSV), exactly, without a model.
+    and/or single-match ground truth (a Clotho captions CSV), exactly, without a model; or score
+    one or more checkpoints over a store or corpus split.
 
     Ranked lists only know ranks up to K: metrics with a larger cutoff are left out
     (R@10/mAP@10 need K >= 10, mAP@16_multi needs K >= 16).
+
+    Several --checkpoint models make an ensemble: the (--weights) mean of their score matrices,
+    one table row per model plus the ensemble's; heads read --store, finetune checkpoints (and heads
+    without --store) the raw audio of --data-path. With --out, each model's embeddings are kept in
+    --out/embeddings/ and reused, so adding a model embeds only that one.
     """
 
     STAGE = "evaluate"  # recorded in saved configs (audioret.config.to_dict); not a field
@@ -78,10 +84,13 @@ class PredictConfig:
     """Write challenge submission files with a trained checkpoint (heads or finetune): the
     baseline's full score matrix <name>.csv (index,<audio>...) and, with --top-k K, a ranked list
     <name>_top<K>.csv (caption,fname_1..fname_K). Input: a folder of audio files + a captions CSV
-    with a 'caption' column (the baseline's d25_t6.predict flags are accepted), or a store split.
+    with a 'caption' column (the baseline's d25_t6.predict flags are accepted), or a store and/or
+    corpus split (--store for heads, --data-path for raw audio).
     Audio files that cannot be decoded are left out, logged and listed in <name>_skipped.csv.
     <name>_source.json records what was ranked (checkpoint, store or folder, split, corpus), so that
-    audioret evaluate --predictions <name>_top<K>.csv scores against that corpus's annotations."""
+    audioret evaluate --predictions <name>_top<K>.csv scores against that corpus's annotations.
+    Several --checkpoint models write one ensemble's files (default name 'ensemble'): the (--weights)
+    mean of their score matrices, in the same format as one model's."""
 
     STAGE = "predict"  # recorded in saved configs (audioret.config.to_dict); not a field
 

@@ -1,5 +1,8 @@
 """``audioret predict``: submission files (score matrix + ranked top-K) for a folder of audio files
-and a captions CSV (the baseline's ``d25_t6.predict`` inputs and flags), or for a store split.
+and a captions CSV (the baseline's ``d25_t6.predict`` inputs and flags), or for a store and/or
+corpus split; of one checkpoint, or of an ensemble of several (the weighted mean of their score
+matrices, :mod:`audioret.evaluate.ensemble`; each member embedded once and cached in
+``<out>/embeddings/``, :mod:`audioret.evaluate.members`).
 
 Outputs in ``--out`` (each written atomically): ``<name>.csv`` the full caption x audio score
 matrix (``index,<audio file>...``), ``<name>_top<K>.csv`` the ranked list with ``--top-k K``,
@@ -72,11 +75,13 @@ def source_record(cfg: PredictConfig, files: list[Path], counts: dict[str, int],
                   weights: list[float] | None = None) -> dict:
     """What ``predict`` ranked, for ``evaluate --predictions`` (see :mod:`audioret.evaluate.annotations`).
     One checkpoint is recorded as ``checkpoint``; an ensemble as ``checkpoints`` + ``weights``."""
+    from audioret.config import to_dict
     from audioret.evaluate.annotations import corpus_of_store
 
     ckpts = [str(Path(c).resolve()) for c in cfg.checkpoint]
     models: dict = ({"checkpoint": ckpts[0]} if len(ckpts) == 1 else {"checkpoints": ckpts, "weights": weights})
-    info: dict = {**models, "files": [p.name for p in files], "counts": counts}
+    info: dict = {**models, "files": [p.name for p in files], "counts": counts,
+                  "config": to_dict(cfg)}  # what --config reads: audioret predict --config <name>_source.json
     if cfg.audio_dir is not None:
         return {**info, "audio_dir": str(Path(cfg.audio_dir).resolve()),
                 "captions": str(Path(cfg.captions).resolve()), "split": None, "corpus": None}

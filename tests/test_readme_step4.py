@@ -2,7 +2,8 @@
 
 The demo runs once at a reduced size; the commands are parsed out of README.md (so README and
 test cannot drift) and run through ``audioret``'s real CLI in a folder laid out as the README
-assumes: ``runs/heads`` is the demo's heads run and ``features/clotho.zarr`` the demo's store;
+assumes: ``runs/heads`` is the demo's heads run, ``runs/ft`` its fine-tune run, ``data`` its corpus
+and ``features/clotho.zarr`` the demo's store;
 ``predict`` writes the ranked list that ``evaluate --predictions`` then scores. Nothing is mocked:
 the commands must find the demo corpus's own multi-match annotations by themselves (they used to
 exit 2 on the shipped Clotho-eval file).
@@ -19,10 +20,10 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "### 4. Evaluate and predict"
-SMALL = ["--n-dev", "24", "--n-val", "8", "--n-eval", "16", "--head-epochs", "2", "--finetune-epochs", "0",
+SMALL = ["--n-dev", "24", "--n-val", "8", "--n-eval", "16", "--head-epochs", "2", "--finetune-epochs", "1",
          "--batch-size", "16", "--num-workers", "0"]
 # README path -> the demo artifact it stands for
-LAYOUT = {"runs/heads": "heads", "features/clotho.zarr": "features.zarr"}
+LAYOUT = {"runs/heads": "heads", "features/clotho.zarr": "features.zarr", "runs/ft": "finetune", "data": "corpus"}
 
 
 def step4_commands() -> list[list[str]]:
@@ -74,8 +75,22 @@ def test_readme_step4_commands_run_verbatim_on_the_demo(demo, tmp_path, monkeypa
         if argv[0] == "evaluate" and "--out" in argv:
             got = _metrics(tmp_path / argv[argv.index("--out") + 1] / "metrics.json")
             assert "mAP@16_multi" in got  # scored against the demo corpus's own annotations
-            if "--checkpoint" in argv:
+            models = _checkpoints(argv)
+            if len(models) == 1:
                 assert got == pytest.approx(demo_metrics)
+            elif models:  # an ensemble: a row per member (the heads first, as the demo scored them)
+                members = json.loads((tmp_path / argv[argv.index("--out") + 1] / "metrics.json").read_text())["members"]
+                assert [m["checkpoint"] for m in members] == models
+                if models[0] == "runs/heads/heads.pt":
+                    assert members[0]["metrics"] == pytest.approx(demo_metrics)
+
+
+def _checkpoints(argv: list[str]) -> list[str]:
+    """The values of --checkpoint in ``argv`` (several for an ensemble)."""
+    if "--checkpoint" not in argv:
+        return []
+    values = argv[argv.index("--checkpoint") + 1:]
+    return values[:next((i for i, v in enumerate(values) if v.startswith("--")), len(values))]
 
 
 def test_the_demo_outputs_score_without_flags(demo, capsys):
