@@ -5,8 +5,10 @@ Clips are Clotho-like (44.1 kHz, 15-30 s, speech-like noise bursts), written her
 the loader's own steps on the kept 30 s: ``_decode`` (header, read, channel mean, checks) and
 ``resample`` (44.1 -> 16 kHz). Prints clips/s and audio-hours/s per core for decode, resample and the
 whole ``load_audio``, the resampling cost per hour of audio, and the cores needed for a GPU that
-encodes 1,000 10-s windows/s (a BEATs forward on an H100-class GPU in bf16 is about that: 98.5 GFLOP
-per window). torchaudio's cached sinc kernel (the resampler before soxr) is timed for comparison.
+encodes 1,000 10-s windows/s (98.5 TFLOP/s of BEATs at 98.5 GFLOP per window: a fraction of a current
+GPU's bf16 peak, so the input path, not the model, sets the pace unless enough cores decode).
+torchaudio's cached sinc kernel (the resampler before soxr) is timed for comparison. Run it alone:
+numbers from a machine shared with other jobs are pessimistic.
 
     python benchmarks/bench_decode.py [--clips 24] [--repeats 3] [--gpu-windows-per-s 1000]
 """
