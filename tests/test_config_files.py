@@ -330,7 +330,7 @@ def _write(path: Path, text: str) -> Path:
 
 # ------------------------------------------------------------------ saved configs of real runs
 
-def test_train_heads_run_saves_the_config_that_reruns_it(parse, tmp_path):
+def test_train_heads_and_predict_runs_save_the_config_that_reruns_them(parse, tmp_path):
     import torch
 
     from audioret.models import load_heads
@@ -358,6 +358,12 @@ def test_train_heads_run_saves_the_config_that_reruns_it(parse, tmp_path):
         assert resolved(*parse(["train-heads", "--config", str(source)]))[0] == cfg
     edited, _ = resolved(*parse(["train-heads", "--config", str(out), "--max-lr", "1e-3"]))
     assert edited == dataclasses.replace(cfg, max_lr=1e-3)
+    # predict records its config in <name>_source.json, beside the submission files
+    predict = ["predict", "--checkpoint", str(out / "heads.pt"), "--store", str(store), "--out",
+               str(tmp_path / "pred"), "--top-k", "5", "--batch-size", "7"]
+    assert main(predict) == 0
+    again, _ = resolved(*parse(["predict", "--config", str(tmp_path / "pred" / "run_source.json")]))
+    assert again == resolved(*parse(predict))[0]
 
 
 def test_a_feature_store_gives_back_its_extract_config(synth_corpus, parse, tmp_path):
