@@ -408,11 +408,15 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
     if value is None:
         if optional:
             return None
+        if get_origin(tp) is list:  # a field that held one optional value before (evaluate/predict --checkpoint)
+            return []
         raise ConfigFileError(f"{where}: null is not allowed here; give a value or delete the line")
     if tp is bool:
         if isinstance(value, bool):
             return value
         raise ConfigFileError(f"{where}: expected true or false, got {value!r}")
+    if get_origin(tp) is list and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        value = [value]  # a saved single value of a field that became a list (--checkpoint A B: ensembles)
     if get_origin(tp) in (list, tuple):
         if not isinstance(value, list):
             raise ConfigFileError(f"{where}: expected a list like [a, b], got {value!r}")

@@ -243,6 +243,27 @@ def test_adding_a_member_embeds_only_the_new_one(store_run, monkeypatch):
     assert calls[-1] == "a" and not (fresh / "embeddings").exists()
 
 
+def test_a_config_saved_before_ensembles_runs_through_config(store_run, tmp_path):
+    """evaluate's config.json of an older run: one checkpoint path, no weights/embedding_cache keys."""
+    r = store_run
+    a = heads(r, "a", 0)
+    old = {"annotations": [str(r["ann"])], "batch_size": 16, "beats_ckpt": None, "captions_csv": None,
+           "checkpoint": str(a), "chunk_size": None, "corpus": "clotho", "data_path": None, "device": "cpu",
+           "ks": [10, 16], "num_workers": 2, "out": str(tmp_path / "old"), "predictions": None,
+           "skip_unmatched": False, "split": "eval", "store": str(r["store"]), "text_model": None}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(old))
+    assert evaluate_main(["--config", str(path)]) == 0
+    assert evaluate_main(["--checkpoint", str(a), "--store", str(r["store"]), "--annotations", str(r["ann"]),
+                          "--out", str(tmp_path / "new")]) == 0
+    assert metrics_of(tmp_path / "old")["metrics"] == metrics_of(tmp_path / "new")["metrics"]
+    old.update(checkpoint=None, store=None, predictions=str(tmp_path / "x.csv"))  # a --predictions run's config
+    path.write_text(json.dumps(old))
+    from audioret.config import build_parser
+
+    assert build_parser(EvaluateConfig, "evaluate").parse_args(["--config", str(path)]).checkpoint == []
+
+
 def test_weights_and_checkpoints_must_pair_up(store_run, capsys):
     r = store_run
     a, b = heads(r, "a", 0), heads(r, "b", 1)
