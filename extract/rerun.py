@@ -64,7 +64,7 @@ def rebuild_or_refuse(st: FeatureStore, split: str, kind: str, shard: Shard, why
 def check_metadata(st: FeatureStore, split: str, kind: str, shard: Shard) -> str | None:
     """Re-plan a table whose plan files or array metadata are damaged; returns why, or None."""
     if not table_exists(st, split, kind) or not st.has(split, kind):
-        return None  # nothing yet, or plan.json gone: planning writes it again and keeps matching parts
+        return None  # nothing yet, or its plan gone: planning writes it again and keeps matching parts
     problems = st.check_table(split, kind, quick=True)
     if not problems:
         return None

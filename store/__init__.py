@@ -5,7 +5,9 @@ else from audioret. Public API:
 
 - ``create_store(path, metadata, *, overwrite=False, ignore=(), codec="none", storage_options=None)``
 - ``open_store(path, *, expect=None, mode="r", storage_options=None) -> FeatureStore``
-- ``FeatureStore.plan_audio / plan_text / plan / status / writer / items / audio / text / splits``
+- ``FeatureStore.plan_audio / plan_text / plan / status / writer / items / audio / text / splits``;
+  ``format_version`` (2; a version 1 store is read and extended in its own layout) and
+  ``records(split, kind)`` (where the table's plan and part records live: zarr attributes, records.py)
 - ``PartWriter.pending / put / fail / note / flush / close`` (context manager; a completed part
   records size + crc32c of every shard file it owns)
 - integrity: ``FeatureStore.check_table / check_part`` (quick: size + mtime; full: checksums),

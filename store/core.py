@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,106 +26,21 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import ContainsArrayError, ContainsGroupError
 
-from . import _io, integrity, layout, lock, meta
+from . import integrity, layout, lock, meta
 from .errors import StoreError, StoreMismatchError
 from .layout import FieldSpec
+from .plan import FieldLayout, PartStatus, SplitPlan, SplitStatus
+from .reader import ItemTable
+from .records import TableRecords, table_prefix
+from .writer import PartWriter
 
 AUDIO = "audio"
 TEXT = "text"
 CODECS = ("none", "blosc-zstd", "blosc-lz4", "zstd")
 DEFAULT_CODEC = "none"  # measured: zstd saves ~8% on feature-like fp16 but halves cold reads (FORMAT.md)
-PLAN_VERSION = 1
 _ID_CHUNK = 1 << 16
 
 StoreLike = str | os.PathLike | Store
-
-
-@dataclass(frozen=True)
-class FieldLayout:
-    """Where one field lives: flat [rows, dim] array chunked by chunk_rows, sharded by shard_rows."""
-
-    dim: int
-    dtype: str
-    rows: int
-    chunk_rows: int
-    shard_rows: int
-    fixed: bool  # exactly one row per item
-
-
-@dataclass(frozen=True)
-class SplitPlan:
-    """The deterministic layout of one item table (split x kind)."""
-
-    split: str
-    kind: str
-    num_items: int
-    parts: list[tuple[int, int]]
-    fields: dict[str, FieldLayout]
-    columns: dict[str, str]
-    digest: str
-    attrs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_parts(self) -> int:
-        return len(self.parts)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"version": PLAN_VERSION, "split": self.split, "kind": self.kind, "num_items": self.num_items,
-                "parts": [list(p) for p in self.parts], "columns": self.columns, "digest": self.digest,
-                "attrs": self.attrs, "fields": {k: vars(v).copy() for k, v in self.fields.items()}}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> SplitPlan:
-        return cls(split=d["split"], kind=d["kind"], num_items=int(d["num_items"]),
-                   parts=[(int(a), int(b)) for a, b in d["parts"]], columns=dict(d["columns"]),
-                   digest=d["digest"], attrs=dict(d.get("attrs", {})),
-                   fields={k: FieldLayout(**v) for k, v in d["fields"].items()})
-
-
-@dataclass(frozen=True)
-class PartStatus:
-    part: int
-    start: int
-    end: int
-    items_done: int             # prefix of the part durably written
-    complete: bool
-    failures: dict[int, str]    # global item index -> reason
-    files: dict[str, Any] | None = None   # table-relative key -> {size, crc32c, ...} | None (absent)
-    notes: dict[int, Any] = field(default_factory=dict)   # item -> note (e.g. source size, mtime)
-
-
-@dataclass(frozen=True)
-class SplitStatus:
-    split: str
-    kind: str
-    num_items: int
-    parts: list[PartStatus]
-
-    @property
-    def complete(self) -> bool:
-        return all(p.complete for p in self.parts)
-
-    @property
-    def pending_parts(self) -> list[int]:
-        return [p.part for p in self.parts if not p.complete]
-
-    @property
-    def items_done(self) -> int:
-        return sum(p.items_done for p in self.parts)
-
-    @property
-    def failures(self) -> dict[int, str]:
-        out: dict[int, str] = {}
-        for p in self.parts:
-            out.update(p.failures)
-        return out
-
-    def done_mask(self) -> np.ndarray:
-        """bool [N]: True where the item's rows are durably written (failed items included)."""
-        mask = np.zeros(self.num_items, dtype=bool)
-        for p in self.parts:
-            mask[p.start:p.start + p.items_done] = True
-        return mask
 
 
 def _compressors(codec: str, itemsize: int) -> Any:
@@ -280,9 +194,10 @@ def _has_members(group: zarr.Group) -> bool:
 
 def _check_version(where: str, info: Mapping[str, Any]) -> None:
     v = info.get("format_version")
-    if v != meta.FORMAT_VERSION:
-        raise StoreError(f"store {where} has format version {v}, this audioret reads version "
-                         f"{meta.FORMAT_VERSION}: re-extract or use the matching audioret release")
+    if v not in meta.READABLE_VERSIONS:
+        raise StoreError(f"store {where} has format version {v}, this audioret reads versions "
+                         f"{', '.join(map(str, meta.READABLE_VERSIONS))}: re-extract or use the matching "
+                         "audioret release")
 
 
 class FeatureStore:
@@ -303,12 +218,21 @@ class FeatureStore:
         return str(self.group.attrs[meta.ATTR_KEY].get("codec", DEFAULT_CODEC))
 
     @property
+    def format_version(self) -> int:
+        """1: plan and part records as JSON files in the table groups (read and extended there);
+        2: in zarr attributes (records.py)."""
+        return int(self.group.attrs[meta.ATTR_KEY].get("format_version", 1))
+
+    @property
     def zstore(self) -> Store:
         return self.group.store
 
     def _prefix(self, split: str, kind: str) -> str:
-        base = self.group.path
-        return f"{base}/{split}/{kind}" if base else f"{split}/{kind}"
+        return table_prefix(self.group.path, split, kind)
+
+    def records(self, split: str, kind: str) -> TableRecords:
+        """Where the table's plan and part records are kept (depends on the store's format version)."""
+        return TableRecords(self.zstore, self._prefix(split, kind), legacy=self.format_version < 2)
 
     def splits(self) -> list[str]:
         return sorted(name for name, _ in self.group.groups())
@@ -318,16 +242,20 @@ class FeatureStore:
             k for k in self._kind_names(split) if k not in (AUDIO, TEXT) and self.has(split, k))
 
     def _kind_names(self, split: str) -> list[str]:
-        try:
-            return [name for name, _ in self.group[split].groups()]
-        except KeyError:
-            return []
+        """Folders (keys) under the split, table groups or not: a table whose zarr.json is lost still
+        counts, so verify reports it and a rerun plans it again."""
+        base = f"{self.group.path}/{split}" if self.group.path else split
+
+        async def _names() -> list[str]:
+            return [k async for k in self.zstore.list_dir(base)]
+
+        return sorted(n for n in sync(_names()) if n != "zarr.json" and "." not in n)
 
     def has(self, split: str, kind: str) -> bool:
-        return _io.read_json(self.zstore, self._prefix(split, kind) + "/plan.json") is not None
+        return self.records(split, kind).read_plan() is not None
 
     def plan_of(self, split: str, kind: str) -> SplitPlan:
-        d = _io.read_json(self.zstore, self._prefix(split, kind) + "/plan.json")
+        d = self.records(split, kind).read_plan()
         if d is None:
             raise StoreError(f"store {self.where} has no planned {kind!r} items for split {split!r} "
                              f"(splits present: {self.splits()}); run extraction for it first")
@@ -370,9 +298,10 @@ class FeatureStore:
     def status(self, split: str, kind: str) -> SplitStatus:
         """Completion of every part (reads the part records only)."""
         plan = self.plan_of(split, kind)
+        records = self.records(split, kind)
         parts = []
         for p, (a, b) in enumerate(plan.parts):
-            rec = _io.read_json(self.zstore, f"{self._prefix(split, kind)}/parts/{p:05d}.json") or {}
+            rec = records.read_part(p)
             parts.append(PartStatus(p, a, b, int(rec.get("items_done", 0)), bool(rec.get("complete", False)),
                                     {int(k): v for k, v in rec.get("failures", {}).items()}, rec.get("files"),
                                     {int(k): v for k, v in rec.get("notes", {}).items()}))
@@ -381,15 +310,11 @@ class FeatureStore:
     def writer(self, split: str, kind: str, part: int, *, flush_bytes: int | None = None,
                background: bool = False) -> Any:
         """A PartWriter for part ``part`` (one process per part; see writer.py)."""
-        from .writer import PartWriter
-
         self._require_writable()
         return PartWriter(self, self.plan_of(split, kind), part, flush_bytes=flush_bytes, background=background)
 
     def items(self, split: str, kind: str, *, cache_bytes: int = 512 << 20) -> Any:
         """An ItemTable reader (ids, columns, lengths, batches, whole-field loads; see reader.py)."""
-        from .reader import ItemTable
-
         return ItemTable(self, self.plan_of(split, kind), cache_bytes=cache_bytes)
 
     def audio(self, split: str, **kw: Any) -> Any:
@@ -401,7 +326,7 @@ class FeatureStore:
     # ---- integrity (see integrity.py) ----------------------------------------------------------
     def plan_files(self, split: str, kind: str) -> dict[str, Any] | None:
         """The plan's file records (None: planned before checksums existed, or no plan)."""
-        d = _io.read_json(self.zstore, self._prefix(split, kind) + "/plan.json") or {}
+        d = self.records(split, kind).read_plan() or {}
         return d.get("files")
 
     def check_table(self, split: str, kind: str, *, quick: bool = False, on_file: Any = None) -> list[str]:
@@ -435,7 +360,7 @@ class FeatureStore:
         """Forget part ``part`` (record first, then its shard files) so a writer redoes it from its start."""
         self._require_writable()
         prefix = self._prefix(split, kind)
-        sync(self.zstore.delete(f"{prefix}/parts/{part:05d}.json"))
+        self.records(split, kind).delete_part(part)
         for key in self.part_file_keys(split, kind, part):
             sync(self.zstore.delete(f"{prefix}/{key}"))
 
@@ -494,8 +419,8 @@ def _plan(st: FeatureStore, split: str, kind: str, ids: Sequence[str], fields: M
         flayout[name] = FieldLayout(spec.dim, spec.dtype, rows, cr, cr * shard_chunks, spec.lengths is None)
     dg = layout.digest(ids, cols, {k: (offsets[k], lens[k]) for k in fields}, parts)
     plan = SplitPlan(split, kind, n, parts, flayout, {k: str(v.dtype) for k, v in cols.items()}, dg, attrs)
-    prefix = st._prefix(split, kind)
-    old = _io.read_json(st.zstore, prefix + "/plan.json")
+    records = st.records(split, kind)
+    old = records.read_plan()
     if old is not None:
         old_plan = SplitPlan.from_json(old)
         d = meta.diff(_plan_summary(old_plan), _plan_summary(plan), only_expected=False)
@@ -513,7 +438,7 @@ def _plan(st: FeatureStore, split: str, kind: str, ids: Sequence[str], fields: M
         _put_array(g, f"{name}/offsets", offsets[name], np.int64, (_ID_CHUNK,))
         _put_array(g, f"{name}/lengths", lens[name].astype(np.int32), np.int32, (_ID_CHUNK,))
         _ensure_data(g, f"{name}/data", fl, compressors_for[name])
-    _io.write_json(st.zstore, prefix + "/plan.json", {**plan.to_json(), **_plan_files(st, g, plan)})
+    records.write_plan({**plan.to_json(), **_plan_files(st, g, plan)})
     return plan
 
 

@@ -1,8 +1,7 @@
 """What a table holds on disk: the files each part and each plan wrote, with size and checksum.
 
-A completed part records every shard file it owns (``parts/<p>.json`` "files"), the planner
-records the per-item arrays' chunk files and every array's ``zarr.json`` (``plan.json``
-"files"). A file that zarr never wrote because all its values are the fill value is recorded
+A completed part records every shard file it owns (its record's "files", records.py), the planner
+records the per-item arrays' chunk files and every array's ``zarr.json`` (the plan's "files"). A file that zarr never wrote because all its values are the fill value is recorded
 as ``None`` (absent); it must stay absent. Checks come in two strengths:
 
 * quick (reruns of ``extract``): size, and on a local disk the modification time; a file whose

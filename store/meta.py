@@ -8,7 +8,8 @@ import platform
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: plan and part records in zarr attributes (records.py); 1: JSON files beside them
+READABLE_VERSIONS = (1, 2)  # a version 1 store is read, and extended, in its own layout
 ATTR_KEY = "audioret_store"
 # Keys that describe *when/with what* a store was made, not *what* it holds: never compared.
 VOLATILE_KEYS = ("created", "package_versions", "format_version")  # version checked apart

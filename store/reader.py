@@ -19,15 +19,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ._fastread import ShardRowReader, fast_layout
 from .errors import StoreError, StoreIncompleteError
-
-if TYPE_CHECKING:
-    from .core import FeatureStore, SplitPlan, SplitStatus
+from .plan import SplitPlan, SplitStatus, TableHost
 
 
 @dataclass
@@ -101,7 +99,7 @@ class ItemTable:
 
     fast_reads: bool = True
 
-    def __init__(self, store: FeatureStore, plan: SplitPlan, *, cache_bytes: int = 512 << 20) -> None:
+    def __init__(self, store: TableHost, plan: SplitPlan, *, cache_bytes: int = 512 << 20) -> None:
         self.store, self.plan, self.cache_bytes = store, plan, cache_bytes
         self.split, self.kind = plan.split, plan.kind
         self._caches: dict[str, _ChunkCache] = {}

@@ -11,6 +11,7 @@ from zarr.core.sync import sync
 from . import integrity, layout
 from .core import FeatureStore, StoreLike, open_store
 from .errors import StoreError
+from .records import LEGACY_PLAN, PLAN_ATTR
 
 
 def _open(path: StoreLike | FeatureStore, storage_options: Mapping[str, Any] | None) -> FeatureStore:
@@ -55,7 +56,7 @@ def verify_store(path: StoreLike | FeatureStore, *, check_values: bool = True, r
                  quick: bool = False, progress: bool = False, notes: list[str] | None = None,
                  storage_options: Mapping[str, Any] | None = None) -> list[str]:
     """All problems found (empty list = intact), one line each naming the file: unreadable
-    metadata, tables without plan.json, files that differ from their recorded size/checksum
+    metadata, tables without a plan, files that differ from their recorded size/checksum
     (deleted, truncated, overwritten shards), stray ``*.partial`` files, plan digest,
     offsets/lengths, part alignment, completeness, decodable and finite data. ``quick``: sizes
     and modification times instead of checksums. ``notes`` collects remarks that are no problem
@@ -74,16 +75,23 @@ def verify_store(path: StoreLike | FeatureStore, *, check_values: bool = True, r
         for split in splits:
             for kind in st._kind_names(split):
                 if not st.has(split, kind):
-                    problems.append(f"{split}/{kind}/plan.json: missing (the table's layout is gone)")
+                    problems.append(_missing_plan(st, split, kind))
                     continue
                 try:
                     problems += _verify_table(st, split, kind, check_values, require_complete, quick, bar, notes)
                 except Exception as e:  # a damaged store can fail anywhere: report, never crash
                     problems.append(f"{split}/{kind}: cannot be read ({type(e).__name__}: {e})")
             if not st._kind_names(split):
-                problems.append(f"{split}: group present but no planned item table (plan.json missing)")
+                problems.append(f"{split}: group present but no planned item table in it")
     problems += [f"{k}: stray temp file of an interrupted write" for k in st.partial_files()]
     return problems
+
+
+def _missing_plan(st: FeatureStore, split: str, kind: str) -> str:
+    records = st.records(split, kind)
+    if records.legacy:
+        return f"{split}/{kind}/{LEGACY_PLAN}: missing (the table's layout is gone)"
+    return f"{split}/{kind}/zarr.json: no {PLAN_ATTR!r} attribute (the table's layout is gone)"
 
 
 def _total_bytes(st: FeatureStore, splits: list[str]) -> int:

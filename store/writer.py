@@ -2,8 +2,9 @@
 
 Items are put in order. Rows are buffered and only whole shards are written while running
 (the tail waits in memory), so in an uninterrupted run every shard file is written once and
-never read back. After each flush the part record ``parts/<p>.json`` is replaced atomically
-with the count of items whose rows are all on disk; a killed writer resumes from there.
+never read back. After each flush the part's record (records.py: zarr attributes of the group
+``parts/<p>``) is replaced atomically with the count of items whose rows are all on disk; a killed
+writer resumes from there.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from . import _io, integrity, meta
+from . import integrity, meta
 from .errors import StoreError
-
-if TYPE_CHECKING:
-    from .core import FeatureStore, SplitPlan
+from .plan import SplitPlan, TableHost
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +47,20 @@ class PartWriter:
     ``background=True`` writes shards from one worker thread while the caller computes.
     """
 
-    def __init__(self, store: FeatureStore, plan: SplitPlan, part: int, *, flush_bytes: int | None = None,
+    def __init__(self, store: TableHost, plan: SplitPlan, part: int, *, flush_bytes: int | None = None,
                  background: bool = False) -> None:
         if not 0 <= part < plan.num_parts:
             raise StoreError(f"part {part} out of range: {plan.split}/{plan.kind} has {plan.num_parts} parts")
         self.store, self.plan, self.part = store, plan, part
         self.start, self.end = plan.parts[part]
-        self._table = store._prefix(plan.split, plan.kind)
-        self._key = f"{self._table}/parts/{part:05d}.json"
+        self._records = store.records(plan.split, plan.kind)
+        self._table = self._records.prefix
+        self._key = self._records.part_key(part)
         g = store.group[f"{plan.split}/{plan.kind}"]
         self._data = {k: g[f"{k}/data"] for k in plan.fields}
         self._off = {k: np.asarray(g[f"{k}/offsets"][self.start:self.end]) for k in plan.fields}
         self._len = {k: np.asarray(g[f"{k}/lengths"][self.start:self.end]).astype(np.int64) for k in plan.fields}
-        rec = _io.read_json(store.zstore, self._key) or {}
+        rec = self._records.read_part(part)
         if rec and rec.get("digest") != plan.digest:
             raise StoreError(f"part record {self._key} belongs to another plan (digest differs): "
                              "the store was re-planned; delete the part record or the store")
@@ -232,7 +232,7 @@ class PartWriter:
         if complete:  # every shard file of the part is final now: record what it holds
             rec["hash"] = integrity.HASH
             rec["files"] = integrity.describe_all(self.store.zstore, self._table, self.file_keys())
-        _io.write_json(self.store.zstore, self._key, rec)
+        self._records.write_part(self.part, rec)
         with self._lock:
             self._durable = done
             self.complete = complete

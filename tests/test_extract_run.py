@@ -145,7 +145,7 @@ def test_kill_then_resume_equals_uninterrupted(reference, synth_corpus, tmp_path
     deadline = time.monotonic() + 180
     killed_after = None
     while time.monotonic() < deadline and proc.poll() is None:
-        done = [p for p in parts.glob("*.json") if b'"complete": true' in p.read_bytes()] if parts.is_dir() else []
+        done = [p for p in parts.glob("*/zarr.json") if b'"complete": true' in p.read_bytes()] if parts.is_dir() else []
         if done:
             proc.send_signal(signal.SIGKILL)
             killed_after = len(done)

@@ -136,7 +136,7 @@ def test_ctrl_c_during_extract_is_one_line_exit_130_and_a_rerun_completes(synth_
     extra = ("--splits", "dev", "--passes", "audio", "--items-per-part", "1", "--batch-windows", "1")
     proc = _extract(synth_corpus, store, *extra)
     deadline = time.monotonic() + 240
-    while proc.poll() is None and not list(store.glob("dev/audio/parts/*.json")) and time.monotonic() < deadline:
+    while proc.poll() is None and not list(store.glob("dev/audio/parts/*/zarr.json")) and time.monotonic() < deadline:
         time.sleep(0.02)
     if proc.poll() is not None:
         pytest.skip(f"the extract finished (rc {proc.returncode}) before a part was written: nothing to interrupt")

@@ -1,6 +1,6 @@
 """The store knows what it holds: part and plan records list every file with size and crc32c,
 ``verify`` checks them (deleted / truncated / overwritten shards, stray ``.partial`` files,
-missing ``plan.json``, unreadable metadata), and a part can be reset and rewritten."""
+a missing plan, unreadable metadata), and a part can be reset and rewritten."""
 
 from __future__ import annotations
 
@@ -39,7 +39,13 @@ def store(tmp_path):
 
 
 def _records(store: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((store / "dev/audio/parts").glob("*.json"))]
+    """The part records, read from the files (format 2: zarr attributes of the groups parts/<p>)."""
+    docs = [json.loads(p.read_text()) for p in sorted((store / "dev/audio/parts").glob("*/zarr.json"))]
+    return [d["attributes"]["audioret_part"] for d in docs]
+
+
+def _plan(store: Path) -> dict:
+    return json.loads((store / "dev/audio/zarr.json").read_text())["attributes"]["audioret_plan"]
 
 
 def _shards(store: Path) -> list[Path]:
@@ -56,7 +62,7 @@ def test_parts_record_every_shard_file_they_wrote(store):
         import google_crc32c
 
         assert recorded[key]["crc32c"] == f"{google_crc32c.value(data):08x}"
-    plan = json.loads((store / "dev/audio/plan.json").read_text())
+    plan = _plan(store)
     assert "ids/zarr.json" in plan["files"] and "frames/data/zarr.json" in plan["files"]
     assert plan["files"]["frames/offsets/c/0"]["size"] > 0
 
@@ -71,14 +77,13 @@ def test_a_shard_of_only_fill_values_is_recorded_absent(tmp_path):
 
 def test_records_without_checksums_still_read_and_verify(store, capsys):
     """A store written before checksums existed: records without "files" read and verify as before."""
-    for p in (store / "dev/audio/parts").glob("*.json"):
-        rec = json.loads(p.read_text())
+    records = open_store(store, mode="r+").records("dev", "audio")
+    for p, rec in enumerate(_records(store)):
         rec.pop("files"), rec.pop("hash")
-        p.write_text(json.dumps(rec))
-    plan = store / "dev/audio/plan.json"
-    d = json.loads(plan.read_text())
+        records.write_part(p, rec)
+    d = records.read_plan()
     d.pop("files"), d.pop("hash")
-    plan.write_text(json.dumps(d))
+    records.write_plan(d)
     table = open_store(store).audio("dev")
     table.require_complete()
     assert table.get("frames", 0).shape[1] == D
@@ -126,9 +131,10 @@ def test_verify_reports_stray_partial_missing_plan_and_bad_metadata(store, capsy
     (store / "dev/audio/frames/offsets/zarr.json").unlink()
     code, lines = _verify_lines(store, capsys)
     assert code == 1 and any(line.startswith("PROBLEM dev/audio/frames/offsets/zarr.json: missing") for line in lines)
-    (store / "dev/audio/plan.json").unlink()
+    (store / "dev/audio/zarr.json").unlink()   # the table group's metadata, which holds its plan
     code, lines = _verify_lines(store, capsys)
-    assert code == 1 and "PROBLEM dev/audio/plan.json: missing (the table's layout is gone)" in lines
+    assert code == 1 and "PROBLEM dev/audio/zarr.json: no 'audioret_plan' attribute (the table's layout is gone)" \
+        in lines
     (store / "zarr.json").write_text("{ not json")
     code, lines = _verify_lines(store, capsys)
     assert code == 1 and lines[0].startswith(f"PROBLEM {store}/zarr.json: unreadable") and len(lines) == 2

@@ -65,7 +65,7 @@ def test_verify_catches_nan_and_changed_lengths(store):
 
 
 def test_verify_reports_incomplete_and_missing(store, tmp_path):
-    (store / "dev" / "audio" / "parts" / "00001.json").unlink()
+    open_store(store, mode="r+").records("dev", "audio").delete_part(1)
     problems = verify_store(store)
     assert any("part 1" in p and "incomplete" in p for p in problems), problems
     assert verify_store(store, require_complete=False) == []

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audioret.store import StoreMismatchError, create_store, open_store, verify_store
+from audioret.store import FORMAT_VERSION, StoreMismatchError, create_store, open_store, verify_store
 
 # Run as a separate process: plan (identically in every process) and write the given parts.
 WRITER = r'''
@@ -132,7 +132,7 @@ def test_recreate_with_other_metadata_refuses(tmp_path):
     assert set(e.value.differences) == {"audio_encoder.sha256", "preprocessing.sample_rate"}
     assert "'aa'" in str(e.value) and "'bb'" in str(e.value) and "16000" in str(e.value)
     st = create_store(path, other, overwrite=True)
-    assert st.metadata["audio_encoder"]["sha256"] == "bb" and st.metadata["format_version"] == 1
+    assert st.metadata["audio_encoder"]["sha256"] == "bb" and st.metadata["format_version"] == FORMAT_VERSION == 2
 
 
 def test_open_with_expectations(tmp_path):

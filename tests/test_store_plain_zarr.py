@@ -1,0 +1,117 @@
+"""A store is a plain Zarr hierarchy: ``zarr.open_group`` and a walk over every group and array raise no
+warning (format 2 keeps the plan and part records in zarr attributes), also after a rerun reset a part.
+Format 1 stores (``plan.json`` and ``parts/<p>.json`` beside the arrays) still read, verify and extend."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from audioret.extract import ExtractConfig, run
+from audioret.store import StoreError, create_store, open_store, verify_store
+from audioret.store.meta import ATTR_KEY
+
+D = 8
+
+
+def _walk(path: Path) -> list[str]:
+    """Open with plain zarr and touch every node (attributes, and the first row of every array), with
+    every warning an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        root = zarr.open_group(zarr.storage.LocalStore(path, read_only=True), mode="r")
+        names = []
+        for name, node in root.members(max_depth=None):
+            dict(node.attrs)
+            if isinstance(node, zarr.Array) and node.shape[0]:
+                node[:1]
+            names.append(name)
+    return sorted(names)
+
+
+@pytest.fixture(scope="module")
+def extracted(synth_corpus, tmp_path_factory):
+    store = tmp_path_factory.mktemp("plain_zarr") / "s.zarr"
+    run(ExtractConfig(data_path=synth_corpus, store=store, corpus="clotho", splits=("val",),
+                      audio_encoder="tiny-beats", text_model="tiny-roberta", items_per_part=2, text_items_per_part=8,
+                      batch_windows=4, text_batch_size=8, num_workers=0, progress=False))
+    return store
+
+
+def test_an_extracted_store_walks_without_a_warning(extracted):
+    names = _walk(extracted)
+    assert {"val/audio/frames/data", "val/audio/windows/data", "val/text/tokens/data", "val/audio/parts/00000"} \
+        <= set(names)
+    assert not list(extracted.rglob("plan.json")) and not list(extracted.rglob("parts/0*.json"))
+    assert verify_store(extracted) == []
+
+
+def test_a_rerun_that_resets_a_part_leaves_a_clean_hierarchy(extracted, synth_corpus, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(extracted, store)
+    shard = next(p for p in sorted((store / "val/audio/frames/data/c").rglob("*")) if p.is_file())
+    shard.write_bytes(shard.read_bytes()[:-10])   # damaged: the rerun resets and rewrites its part
+    result = run(ExtractConfig(data_path=synth_corpus, store=store, corpus="clotho", splits=("val",),
+                               passes=("audio",), audio_encoder="tiny-beats", text_model="tiny-roberta",
+                               items_per_part=2, text_items_per_part=8, batch_windows=4, text_batch_size=8,
+                               num_workers=0, progress=False))
+    assert result.reruns["val/audio"].damaged_parts
+    assert _walk(store) == _walk(extracted)
+    assert verify_store(store) == []
+
+
+def test_a_reset_part_leaves_no_folder_zarr_cannot_read(tmp_path):
+    st = _small(tmp_path / "s.zarr")
+    st.reset_part("dev", "audio", 1)
+    assert not (tmp_path / "s.zarr/dev/audio/parts/00001").exists()
+    _walk(tmp_path / "s.zarr")
+    assert st.status("dev", "audio").pending_parts == [1]
+
+
+def _small(path: Path, version: int | None = None):
+    """A two-part audio table, written with the given store format version (None: the current one)."""
+    rng = np.random.default_rng(0)
+    T, W = rng.integers(1, 20, 12), rng.integers(1, 3, 12)
+    st = create_store(path, {"audio_encoder": {"name": "tiny-beats"}})
+    if version is not None:  # what an older audioret wrote: same arrays, the records in its place
+        st.group.attrs[ATTR_KEY] = {**st.group.attrs[ATTR_KEY], "format_version": version}
+        st = open_store(path, mode="r+")
+    st.plan_audio("dev", [f"c{i}.wav" for i in range(12)], T, W, dim=D, num_parts=2, chunk_rows=4, shard_chunks=2)
+    for p in range(2):
+        with st.writer("dev", "audio", p) as w:
+            for i in w.pending():
+                w.put(i, frames=np.full((T[i], D), i, np.float32), windows=np.full((W[i], D), -i, np.float32))
+    return st
+
+
+def test_a_format_1_store_reads_verifies_and_extends_in_its_own_layout(tmp_path):
+    path = tmp_path / "old.zarr"
+    _small(path, version=1)
+    assert json.loads((path / "dev/audio/plan.json").read_text())["num_items"] == 12
+    assert json.loads((path / "dev/audio/parts/00001.json").read_text())["complete"] is True
+    assert "audioret_plan" not in json.loads((path / "dev/audio/zarr.json").read_text())["attributes"]
+    st = open_store(path, mode="r+")
+    assert st.format_version == 1 and st.audio("dev").get("frames", 5)[0, 0] == 5
+    assert verify_store(path) == []
+    st.reset_part("dev", "audio", 0)            # a rerun's repair, in the old place
+    assert not (path / "dev/audio/parts/00000.json").exists()
+    with st.writer("dev", "audio", 0) as w:
+        T = st.audio("dev").lengths("frames")
+        W = st.audio("dev").lengths("windows")
+        for i in w.pending():
+            w.put(i, frames=np.full((T[i], D), i, np.float32), windows=np.full((W[i], D), -i, np.float32))
+    assert (path / "dev/audio/parts/00000.json").exists() and not (path / "dev/audio/parts/00000").exists()
+    assert verify_store(path) == []
+
+
+def test_a_store_of_a_newer_format_is_one_line(tmp_path):
+    st = _small(tmp_path / "s.zarr")
+    st.group.attrs[ATTR_KEY] = {**st.group.attrs[ATTR_KEY], "format_version": 99}
+    with pytest.raises(StoreError, match="format version 99, this audioret reads versions 1, 2: re-extract"):
+        open_store(tmp_path / "s.zarr")
