@@ -23,6 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from audioret.evaluate.model import evaluate_source, load_store_source
+from audioret.models.checkpoint import read_checkpoint
+from audioret.train_heads.run import train_one
+from audioret.train_heads.store_reader import load_splits
+
+from . import teachers as teachers_mod
 from .config import DistillRunConfig, TeachersConfig
 
 log = logging.getLogger(__name__)
@@ -66,8 +72,6 @@ def stage2_config(base: Any, cfg: DistillRunConfig, seed: int, init: Path, teach
 
 def train_or_reuse(run_cfg: Any, splits: Any, name: str) -> Path:
     """Train one head run, or reuse its finished ``heads.pt`` (interrupted sweeps resume)."""
-    from audioret.train_heads.run import train_one
-
     done = run_cfg.out / "heads.pt"
     if done.is_file():
         log.info("%s: reusing finished run %s", name, done)
@@ -80,9 +84,6 @@ def train_or_reuse(run_cfg: Any, splits: Any, name: str) -> Path:
 
 def test_metrics(checkpoint: Path, cfg: DistillRunConfig) -> dict[str, float]:
     """The checkpoint scored on the test split by audioret.evaluate (+ its val/mAP@10 from training)."""
-    from audioret.evaluate.model import evaluate_source, load_store_source
-    from audioret.models.checkpoint import read_checkpoint
-
     out: dict[str, float] = {}
     if cfg.test:
         src = load_store_source(checkpoint, cfg.store, cfg.test)
@@ -96,10 +97,6 @@ def test_metrics(checkpoint: Path, cfg: DistillRunConfig) -> dict[str, float]:
 
 def run(cfg: DistillRunConfig, heads: Any, splits: Any = None) -> list[StageRun]:
     """The recipe of the module docstring; ``heads`` is a ``TrainHeadsConfig`` (architecture, lr, ...)."""
-    from audioret.train_heads.store_reader import load_splits
-
-    from . import teachers as teachers_mod
-
     base = base_heads_config(cfg, heads)
     from audioret.config import save_json
 

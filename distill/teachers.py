@@ -17,10 +17,19 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from audioret.corpora import load_corpus
 from audioret.encoders.beats import file_sha256
+from audioret.evaluate.model import IDENTITY_KEYS
+from audioret.finetune.data import ClipUnavailable, LiveAudio, StoreAudio
+from audioret.finetune.run import store_expectation
+from audioret.models import load_heads
 from audioret.models.checkpoint import checkpoint_kind
+from audioret.models.dual_encoder import load_finetuned, pad_windows
+from audioret.models.pooling import segment_mean
+from audioret.models.teachers import TeacherMismatchError, TeacherTargets, save_targets
+from audioret.store import open_store
+from audioret.train_heads.store_reader import load_feature_split
 
-from .artifact import TeacherMismatchError, TeacherTargets, save_targets
 from .config import TeachersConfig
 
 log = logging.getLogger(__name__)
@@ -48,11 +57,6 @@ def _batches(n: int, size: int) -> list[torch.Tensor]:
 def heads_teacher(checkpoint: Path, store: Path | None, split: str, *, device: str = "cpu",
                   batch_size: int = 256) -> TeacherOutput:
     """Trained heads over a store split (captions/clips that failed at extraction left out)."""
-    from audioret.evaluate.model import IDENTITY_KEYS
-    from audioret.models import load_heads
-    from audioret.store import open_store
-    from audioret.train_heads.store_reader import load_feature_split
-
     heads = load_heads(checkpoint, map_location=device)
     trained_on = heads.checkpoint_info.get("store") or {}
     store = store or (Path(trained_on["path"]) if trained_on.get("path") not in (None, "memory") else None)
@@ -86,11 +90,6 @@ def finetune_teacher(checkpoint: Path, data_path: Path | None, split: str, *, co
                      audio_store: Path | None = None, device: str = "cpu", batch_size: int = 32) -> TeacherOutput:
     """A finetune checkpoint over a corpus split: decoded audio (start crop, as evaluation) or the
     stored window means of ``audio_store`` (the teacher's own ``--audio-store`` by default)."""
-    from audioret.corpora import load_corpus
-    from audioret.finetune.data import ClipUnavailable, LiveAudio, StoreAudio
-    from audioret.models.dual_encoder import load_finetuned, pad_windows
-    from audioret.models.pooling import segment_mean
-
     if data_path is None:
         raise ValueError(f"{checkpoint}: a finetune teacher needs --data-path (the corpus root with its captions)")
     model = load_finetuned(checkpoint, map_location=device)
@@ -98,9 +97,6 @@ def finetune_teacher(checkpoint: Path, data_path: Path | None, split: str, *, co
     audio_store = audio_store or (Path(hp["audio_store"]) if hp.get("audio_store") else None)
     clips = load_corpus(corpus, data_path, split).clips
     if audio_store is not None:
-        from audioret.finetune.run import store_expectation
-        from audioret.store import open_store
-
         table = open_store(audio_store, expect=store_expectation(model.audio_encoder.identity)).audio(split)
         table.require_complete()
         source: Any = StoreAudio(table, where=str(audio_store))

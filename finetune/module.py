@@ -21,6 +21,7 @@ from audioret.models import all_gather_variable, all_gather_with_grad, lr_at, se
 from audioret.models.distill_loss import combined_loss, resolve_weights
 from audioret.models.dual_encoder import (DualEncoder, adapt_state_dict, build_dual_encoder, pad_windows,
                                           strip_lightning_prefix)
+from audioret.models.teachers import teacher_for_pairs
 
 from .data import AudioBatch, EvalBatch, ResumableBatchSampler, TrainBatch
 
@@ -45,7 +46,7 @@ class FinetuneModule(L.LightningModule):
         self.model: DualEncoder = build_dual_encoder(config)
         self.loss_weights = resolve_weights(config.get("loss_weight"), config.get("distill_weight"),
                                             distilling=bool(config.get("distill_from")))
-        self.teacher: Any = None  # stage 2: audioret.distill BoundTeacher, bound to the training data in setup
+        self.teacher: Any = None  # stage 2: audioret.models.teachers BoundTeacher, bound to the training data in setup
         self.train_sampler: ResumableBatchSampler | None = None  # set by run.py for data position
         self.annotations: list[tuple[str, Sequence[str]]] | None = None  # test multi-match rows
         self.eval_results: dict[str, dict[str, float]] = {}
@@ -84,8 +85,6 @@ class FinetuneModule(L.LightningModule):
         """Stage 2 (--distill-from): teacher rows aligned to the training items (clip index, item index)."""
         path = self.hparams.get("distill_from")
         if stage == "fit" and path and self.teacher is None:
-            from audioret.distill.hooks import teacher_for_pairs
-
             train = self.trainer.datamodule.train_set
             self.teacher = teacher_for_pairs(path, [c.clip_id for c in train.clips], [p.caption for p in train.pairs],
                                              [p.clip for p in train.pairs])

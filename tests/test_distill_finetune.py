@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioret.distill.artifact import load_targets
+from audioret.models.teachers import load_targets
 from audioret.distill.config import TeachersConfig
 from audioret.distill.teachers import run as run_teachers
 from audioret.finetune.config import FinetuneConfig

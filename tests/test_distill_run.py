@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from audioret.distill.artifact import (MARKER, TeacherMismatchError, TeacherTargets, load_targets, save_targets)
+from audioret.models.teachers import (MARKER, TeacherMismatchError, TeacherTargets, load_targets, save_targets)
 from audioret.distill.cli import main
 from audioret.distill.config import DistillRunConfig
 from audioret.distill.flow import base_heads_config, stage2_config
@@ -93,7 +93,7 @@ def store(tmp_path_factory):
 
 
 def test_streaming_reader_binds_like_the_in_memory_split(store):
-    from audioret.distill.hooks import reader_keys
+    from audioret.models.teachers import reader_keys
 
     mem, stream = load_feature_split(store, "dev"), StoreSplitReader(store, "dev")
     a, b = reader_keys(mem), reader_keys(stream)

@@ -56,7 +56,7 @@ class HeadsModule(L.LightningModule):
                  eval_splits: dict[str, tuple[Tensor, int]] | None = None, info: dict[str, Any] | None = None,
                  teacher: Any = None, loss_weights: tuple[float, float] = (1.0, 0.0)):
         """``eval_splits``: prefix ("val"/"test") -> (caption -> clip index [N_captions], number of clips).
-        ``teacher``: stage 2 (audioret.distill ``BoundTeacher``), ``loss_weights``: (contrastive, distill)."""
+        ``teacher``: stage 2 (audioret.models.teachers ``BoundTeacher``), ``loss_weights``: (contrastive, distill)."""
         super().__init__()
         self.teacher, self.loss_weights = teacher, loss_weights
         self.heads = heads

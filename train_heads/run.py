@@ -30,6 +30,7 @@ from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.checkpoint import safe_torch_load
 from audioret.models.distill_loss import resolve_weights
 from audioret.models.precision import choose_precision
+from audioret.models.teachers import teacher_for_reader
 
 from .config import TrainHeadsConfig
 from .data import EvalChunks, SplitReader, identity_collate
@@ -165,8 +166,6 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
     info = {"store": splits.store, "train_config": to_dict(cfg)}
     teacher = None
     if cfg.distill_from is not None:  # stage 2: teacher targets aligned to this split's rows
-        from audioret.distill.hooks import teacher_for_reader
-
         teacher = teacher_for_reader(cfg.distill_from, splits.train, splits.store)
     weights = resolve_weights(cfg.loss_weight, cfg.distill_weight, distilling=teacher is not None)
     module = HeadsModule(heads, Schedule(cfg.max_lr, cfg.min_lr, cfg.warmup_epochs, cfg.rampdown_epochs,

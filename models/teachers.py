@@ -1,5 +1,5 @@
-"""The teachers artifact: every teacher's caption and audio embeddings over one training split, computed
-once (``audioret distill teachers``) and looked up batch by batch in stage 2.
+"""The teachers artifact of ``audioret distill``: every teacher's caption and audio embeddings over one
+training split, computed once (``audioret distill teachers``) and looked up batch by batch in stage 2.
 
 Layout (a folder; format ``audioret-teachers`` version 1)::
 
@@ -17,6 +17,10 @@ Written into ``.<name>.tmp-<pid>`` next to ``<out>`` and renamed into place once
 crash never leaves a half artifact under the final name. Keys: audio by clip id (the store's / corpus's
 file name), captions by (clip id, raw caption), as the paper keys by audio path and caption string.
 Teachers may have different embedding widths; they only meet through their cosine similarities.
+
+An artifact like the feature store, so it sits below the training stages: train_heads and finetune
+read it here (``teacher_for_reader`` / ``teacher_for_pairs``), ``audioret.distill`` (stage 1 -> teachers
+-> stage 2) writes it and sits on top. Imports nothing of the stages.
 """
 
 from __future__ import annotations
@@ -207,5 +211,33 @@ def load_targets(path: str | Path) -> TeacherTargets:
         extra={k: v for k, v in meta.items() if k not in known})
 
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "TeacherTargets", "BoundTeacher", "TeacherMismatchError",
-           "save_targets", "load_targets"]
+# --------------------------------------------------------------------------- stage 2 lookups
+
+def reader_keys(reader: Any) -> tuple[list[str], list[str], torch.Tensor]:
+    """(clip ids, captions, caption -> clip row) of a train_heads ``SplitReader`` (memory or streaming:
+    both expose ``clip_ids``, ``captions`` and ``caption_clip``)."""
+    return list(reader.clip_ids), list(reader.captions), reader.caption_clip.cpu()
+
+
+def teacher_for_reader(path: str | Path, reader: Any, store_info: dict[str, Any] | None = None) -> BoundTeacher:
+    """train_heads' training split reader -> teachers whose rows are the reader's clip rows and caption rows
+    (``TrainBatch.caption_clip`` / ``caption_index``)."""
+    clip_ids, captions, caption_clip = reader_keys(reader)
+    store_info = store_info or {}
+    corpus = (store_info.get("metadata") or {}).get("corpus")
+    return load_targets(path).bind(clip_ids, captions, caption_clip, split=reader.name, corpus=corpus,
+                                   where=f"the training split {reader.name!r} of {store_info.get('path', 'the store')}")
+
+
+def teacher_for_pairs(path: str | Path, clip_ids: Sequence[str], captions: Sequence[str],
+                      caption_clip: Sequence[int] | np.ndarray, *, split: str = "dev",
+                      corpus: str | None = "clotho") -> BoundTeacher:
+    """finetune's flat (clip, caption) items -> teachers whose rows are the dataset's clip indices and item
+    indices (``TrainBatch.clip`` / ``index``)."""
+    return load_targets(path).bind(list(clip_ids), list(captions), list(map(int, caption_clip)), split=split,
+                                   corpus={"name": corpus} if corpus else None,
+                                   where=f"finetune's training data ({corpus} {split})")
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MARKER", "TeacherTargets", "BoundTeacher", "TeacherMismatchError",
+           "save_targets", "load_targets", "reader_keys", "teacher_for_reader", "teacher_for_pairs"]
