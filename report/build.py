@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from audioret.config import atomic_write_text
+from audioret.errors import InputError
 
 from . import figures
 from .config import ReportConfig
 from .data import (EvalAnalysis, QueryRow, Run, best_and_worst, compare_groups, compare_keys, demo_models, discover,
                    labels_for, pct, read_json, read_run)
-from .scores import scores_for
+from .scores import TopFn, evaluate_heads, scores_for
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,9 @@ def comparison_section(rep: Report, runs: list[Run], out: Path) -> None:
     groups = {k: compare_groups(trained, k) for k in keys}
     rep.add("h2", "Comparison of the runs")
     rep.add("p", "Runs that differ only in their seed are pooled (bar = mean, error bar = standard deviation over "
-                 "the seeds, dots = single runs); test/ = the checkpoint selected by val/mAP@10.")
+                 "the seeds, dots = single runs). test/: train-heads and distill runs test the checkpoint selected "
+                 "by val/mAP@10, a fine-tune its last epoch (as the demo prints it); val/mAP@10 is the selected "
+                 "epoch's score.")
     path = figures.comparison(groups, "runs compared (mean and spread over seeds)", out / "figures" / "compare.png")
     rep.figures.append(path)
     rep.add("figure", (path, "comparison of the runs"))
@@ -115,8 +118,9 @@ def _query_rows(rows: list[QueryRow], multi: bool, k: int) -> list[list[str]]:
     return out
 
 
-def evaluation_section(rep: Report, run: Run, ev: EvalAnalysis, cfg: ReportConfig, out: Path) -> None:
-    rep.add("h3", f"{run.label} (evaluation)")
+def evaluation_section(rep: Report, run: Run, ev: EvalAnalysis, cfg: ReportConfig, out: Path,
+                       top_fn: TopFn | None = None, where: str = "") -> None:
+    rep.add("h3", f"{run.label} (evaluation)" if run.kind == "evaluation" else f"{run.label} (scored with --store)")
     rep.add("p", f"folder: {run.path}; {len(ev.single)} captions (single-match), {len(ev.multi)} annotated queries "
                  f"(multi-match)" + (f"; ranks known up to {ev.rank_limit}" if ev.rank_limit else ""))
     path = figures.evaluation(ev, f"{run.label}: per-query analysis", out / "figures" / f"eval_{slug(run.label)}.png")
@@ -129,7 +133,8 @@ def evaluation_section(rep: Report, run: Run, ev: EvalAnalysis, cfg: ReportConfi
             check.append([key, pct(ev.curves[name][ev.ks.index(k)]), pct(ev.metrics.get(key))])
     if check:
         rep.add("table", (["metric", "curve at k, %", "metrics.json, %"], check))
-    top_fn, where = scores_for(run.config, cfg.predictions)
+    if top_fn is None:
+        top_fn, where = scores_for(run.config, cfg.predictions)
     multi = bool(ev.multi)
     score_k = 16 if multi else 10
     best, worst = best_and_worst(ev.queries, cfg.top)
@@ -206,6 +211,8 @@ def to_html(rep: Report) -> str:
 def collect(paths: list[Path]) -> tuple[list[Run], list[tuple[Path, dict[str, dict[str, float]]]]]:
     """Every run folder under the given paths (labelled relative to their common parent) and the demo
     tables (``summary.json`` with ``models``) of the given folders."""
+    if not paths:
+        raise InputError("give at least one RUN_DIR (a run folder, a sweep, a distill run or a demo folder)")
     for p in paths:
         if not p.is_dir():
             raise FileNotFoundError(f"{p}: no such run folder; give folders written by train-heads, finetune, "
@@ -237,10 +244,15 @@ def run(cfg: ReportConfig) -> Path:
         for r in trained:
             training_section(rep, r, out)
     evaluated = [r for r in runs if r.evaluation is not None]
-    if evaluated:
+    scored = [r for r in trained if cfg.store is not None and (r.path / "heads.pt").is_file()]
+    if evaluated or scored:
         rep.add("h2", "Evaluation: per-query analysis")
         for r in evaluated:
             evaluation_section(rep, r, r.evaluation, cfg, out)
+        for r in scored:  # --store: heads scored here, as audioret evaluate --store would
+            ev, top_fn = evaluate_heads(r.path / "heads.pt", cfg.store, cfg.split)
+            where = f"{cfg.store} ({cfg.split})"
+            evaluation_section(rep, r, ev, cfg, out, top_fn, f"recomputed: {r.path / 'heads.pt'} on {where}")
     for r in runs:
         if r.kind == "evaluation" and r.evaluation is None:
             rep.numbers.setdefault("runs", {})[r.label] = {"kind": r.kind, "path": str(r.path), "metrics": r.metrics}

@@ -24,6 +24,10 @@ class ReportConfig:
     out: Path = option(Path("report"), "report folder (report.html, report.md, report.json, figures/*.png)")
     predictions: Path | None = option(None, "a score matrix (predict's <name>.csv) for the top results of "
                                             "evaluations that cannot recompute their scores")
+    store: Path | None = option(None, "score every run with a heads.pt (train-heads, distill stages) on this "
+                                      "feature store's --split for the per-query analysis (runs that have no "
+                                      "evaluation folder)")
+    split: str = option("eval", "store split scored with --store")
     top: int = option(10, "best and worst queries listed per evaluation", unit="queries")
     results: int = option(5, "top results shown per listed query", unit="clips")
     title: str = option("audioret report", "report title")

@@ -124,8 +124,9 @@ def read_json(path: Path) -> Any:
 def flat_metrics(data: Any) -> dict[str, float]:
     """metrics.json of any stage -> {"val/mAP@10": x, "test/mAP@16_multi": y, ...}.
 
-    train-heads: already flat. finetune: ``test/`` = ``test_best`` (the best-by-validation checkpoint,
-    as train-heads tests), ``test_last/`` = the last epoch. evaluate: its ``metrics`` as ``test/``."""
+    train-heads: already flat (``test/`` = the best-by-validation checkpoint). finetune: ``test/`` = the
+    last epoch (``test_last``, what the demo prints), ``test_best/`` = the best-by-validation checkpoint.
+    evaluate: its ``metrics`` as ``test/``."""
     if not isinstance(data, dict):
         return {}
     out: dict[str, float] = {}
@@ -134,12 +135,10 @@ def flat_metrics(data: Any) -> dict[str, float]:
     for k, v in data.items():
         if isinstance(v, (int, float)) and not isinstance(v, bool) and "/" in k:
             out[k] = float(v)
-    nested = {"test_best": "test", "test_last": "test_last", "val_last": "val_last"}
+    nested = {"test_last": "test", "test_best": "test_best", "val_last": "val_last"}
     for key, prefix in nested.items():
         if isinstance(data.get(key), dict):
             out.update({f"{prefix}/{k}": float(v) for k, v in data[key].items() if isinstance(v, (int, float))})
-    if "test_best" not in data and isinstance(data.get("test_last"), dict):
-        out.update({f"test/{k}": float(v) for k, v in data["test_last"].items() if isinstance(v, (int, float))})
     return out
 
 
@@ -340,6 +339,8 @@ def read_run(folder: Path, label: str) -> Run:
         run.evaluation = read_evaluation(folder)
     else:
         run.curves = read_curves(folder)
+        if run.curves is not None and run.curves.best_value is not None and BEST_KEY not in run.metrics:
+            run.metrics[BEST_KEY] = run.curves.best_value  # finetune: the selected epoch's score, from its log
         if run.curves is None:
             run.notes.append("no CSV training log (logs/metrics.csv): trained with --logger none, "
                              "tensorboard or wandb, or before logs were kept")

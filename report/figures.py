@@ -13,6 +13,8 @@ from typing import Any
 from .data import Curves, EvalAnalysis, Group, rank_histogram
 
 DPI = 110
+# fixed margins: matplotlib's constrained layout doubles the drawing time (0.75 -> 0.35 s CPU per curves figure)
+FIXED = {"left": 0.08, "right": 0.98, "top": 0.9, "bottom": 0.09}
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 
 
@@ -43,7 +45,8 @@ def training_curves(curves: Curves | None, title: str, path: Path) -> Path:
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.6), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.6))
+    fig.subplots_adjust(**FIXED, hspace=0.42, wspace=0.22)
     fig.suptitle(title)
     steps = curves.steps if curves else {}
     epochs = curves.epochs if curves else {}
@@ -98,8 +101,8 @@ def comparison(groups_by_key: dict[str, list[Group]], title: str, path: Path) ->
     plt = _plt()
     keys = list(groups_by_key)
     width = max(4.2, 0.9 * max(len(g) for g in groups_by_key.values()) + 1.5)
-    fig, axes = plt.subplots(1, len(keys), figsize=(min(18, width * len(keys)), 4.6), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = plt.subplots(1, len(keys), figsize=(min(18, width * len(keys)), 4.6), squeeze=False)
+    fig.subplots_adjust(**{**FIXED, "bottom": 0.2, "top": 0.86}, wspace=0.3)
     fig.suptitle(title)
     for ax, key in zip(axes[0], keys):
         groups = groups_by_key[key]
@@ -128,7 +131,8 @@ def model_table(models: dict[str, dict[str, float]], keys: Sequence[str], title:
     plt = _plt()
     names = list(models)
     keys = [k for k in keys if any(k in m for m in models.values())]
-    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(names) + 2), 4.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(max(7, 1.6 * len(names) + 2), 4.6))
+    fig.subplots_adjust(**{**FIXED, "left": 0.06, "top": 0.92})
     width = 0.8 / max(1, len(keys))
     for j, key in enumerate(keys):
         xs = [i - 0.4 + width * (j + 0.5) for i in range(len(names))]
@@ -149,7 +153,8 @@ def model_table(models: dict[str, dict[str, float]], keys: Sequence[str], title:
 def evaluation(ev: EvalAnalysis, title: str, path: Path) -> Path:
     """Histogram of the first correct rank per query; R@k / mAP@k / mAP@k_multi over k."""
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    fig.subplots_adjust(**{**FIXED, "bottom": 0.12, "top": 0.86}, wspace=0.2)
     fig.suptitle(title)
     ax = axes[0]
     first = ev.first_ranks

@@ -11,7 +11,9 @@ from typing import Any
 
 import torch
 
-from .data import top_results
+from audioret.evaluate import metrics as M
+
+from .data import EvalAnalysis, QueryRow, finish_analysis, top_results
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,31 @@ def from_record(config: dict[str, Any]) -> TopFn | None:
     return _lookup(src.captions, src.audio_fnames, lambda r: text[r] @ audio.T)
 
 
+def evaluate_heads(checkpoint: Path, store: Path, split: str, *, score_k: int = 16) -> tuple[EvalAnalysis, TopFn]:
+    """A heads checkpoint scored on a store split in process, as ``audioret evaluate --store`` does
+    (ground truth: the split's own captions, plus the corpus's multi-match annotations when there are
+    any; unmatched annotation rows skipped): the analysis and its top-results function."""
+    from audioret.evaluate.annotations import choose_annotations, corpus_of_store
+    from audioret.evaluate.model import embed_all, load_store_source
+    from audioret.evaluate.report import evaluate_embeddings, load_ground_truth
+
+    src = load_store_source(checkpoint, store, split)
+    choice = choose_annotations([], corpus_of_store(store, split))
+    gt = load_ground_truth(choice.paths)
+    gt.single = None  # single-match targets: each caption's own clip
+    text = embed_all(src.embed_text, len(src.captions), 256)    # [Q, D]
+    audio = embed_all(src.embed_audio, len(src.audio_fnames), 256)  # [A, D]
+    ev = evaluate_embeddings(text, audio, src.captions, src.audio_fnames, gt, caption_fnames=src.caption_fnames,
+                             skip_unmatched=True)
+    single = ev.ranks.target.tolist() if ev.ranks.target is not None else []
+    out = EvalAnalysis(Path(checkpoint), dict(ev.metrics), single=single, num_audios=len(src.audio_fnames))
+    out.single_rows = [QueryRow(c, [f], [r], 1.0 / r if r <= 10 else 0.0)
+                       for c, f, r in zip(ev.single_captions, ev.single_fnames, single)]
+    out.multi = [QueryRow(q, list(files), list(ranks), M.average_precision_at_k(ranks, score_k))
+                 for q, files, ranks in zip(ev.multi_queries, ev.multi_files, ev.ranks.relevant)]
+    return finish_analysis(out), _lookup(src.captions, src.audio_fnames, lambda r: text[r] @ audio.T)
+
+
 def scores_for(config: dict[str, Any], predictions: Path | None) -> tuple[TopFn | None, str]:
     """(top-results function or None, where the scores come from)."""
     try:
@@ -72,4 +99,4 @@ def scores_for(config: dict[str, Any], predictions: Path | None) -> tuple[TopFn 
     return None, "no scores (give --predictions with the score matrix of the evaluated model)"
 
 
-__all__ = ["TopFn", "from_score_matrix", "from_record", "scores_for"]
+__all__ = ["TopFn", "from_score_matrix", "from_record", "scores_for", "evaluate_heads"]

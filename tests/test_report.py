@@ -213,3 +213,25 @@ def test_groups_pool_seeds_only():
 def test_rank_histogram_counts_beyond():
     assert D.rank_histogram([1, 1, 3, 12], 5) == ([1, 2, 3, 4, 5], [2, 0, 1, 0, 0], 1)
     assert D.curve_ks(100, 16) == list(range(1, 17)) and D.curve_ks(7, None) == list(range(1, 8))
+
+
+def test_store_flag_scores_heads_runs_as_evaluate_does(splits, tmp_path):
+    from audioret.evaluate.cli import run as evaluate
+    from audioret.evaluate.config import EvaluateConfig
+    from audioret.train_heads.store_reader import write_feature_split
+
+    store = tmp_path / "synth.zarr"
+    for name, seed, n in (("dev", 1, 96), ("val", 2, 32), ("eval", 3, 32)):
+        write_feature_split(store, synthetic_split(name, n, seed=seed))
+    run_heads(heads_cfg(tmp_path / "runs" / "h", store=store), None)
+    build_report(ReportConfig(runs=[tmp_path / "runs" / "h"], out=tmp_path / "rep", store=store, split="eval"))
+    info = json.loads((tmp_path / "rep" / "report.json").read_text())["evaluations"]["h"]
+    expected = evaluate(EvaluateConfig(checkpoint=[tmp_path / "runs" / "h" / "heads.pt"], store=store, split="eval",
+                                       skip_unmatched=True),
+                        show=False)
+    assert info["metrics"] == expected
+    trained = json.loads((tmp_path / "runs" / "h" / "metrics.json").read_text())
+    assert info["metrics"]["mAP@10"] == pytest.approx(trained["test/mAP@10"], abs=1e-6)
+    assert len(info["best"]) == 10 and all(len(q["top"]) == 5 for q in info["best"] + info["worst"])
+    assert info["best"][0]["first_rank"] == 1 and info["best"][0]["top"][0][1] >= info["best"][0]["top"][1][1]
+    assert_real_picture(tmp_path / "rep" / "figures" / "eval_h.png")
