@@ -244,6 +244,8 @@ def finetune_config(cfg: DemoConfig, init_heads: Path) -> Any:
                              cfg.num_workers if real else 0}
     if "progress" in names:
         extra["progress"] = cfg.progress
+    if "logger" in names:
+        extra["logger"] = "csv"  # logs/metrics.csv: the report's curves
     return FinetuneConfig(data_path=_corpus(cfg), out=cfg.out / "finetune", seed=max(cfg.seed, 1),
                           batch_size=cfg.batch_size, batch_size_eval=64, max_epochs=cfg.finetune_epochs,
                           warmup_epochs=0.5, rampdown_epochs=max(cfg.finetune_epochs - 0.5, 0.5),
@@ -251,7 +253,7 @@ def finetune_config(cfg: DemoConfig, init_heads: Path) -> Any:
                           precision="16-mixed" if real else "32-true",
                           audio_encoder="beats" if real else "tiny-beats", beats_ckpt_path=cfg.beats_ckpt,
                           text_model=cfg.text_model, init_heads=init_heads,
-                          audio_store=cfg.out / "features.zarr", logging=False, download=cfg.download,
+                          audio_store=cfg.out / "features.zarr", logging=True, download=cfg.download,
                           multi_match=_annotations(cfg), **extra)
 
 
@@ -317,6 +319,20 @@ def eval_relevant_counts(cfg: DemoConfig) -> tuple[int, list[int]]:
     return num_audios, [len(a.files) for a in read_annotations(ann)]
 
 
+def step_report(cfg: DemoConfig, say: Announcer) -> Path:
+    """The report of every run under ``--out`` (and of summary.json's table); always redrawn (seconds)."""
+    from audioret.report.build import run as report
+    from audioret.report.config import ReportConfig
+
+    out = cfg.out / "report"
+    tag = say.next(f"report: training curves, the models compared, per-query analysis -> {out / 'report.html'}")
+    Announcer.say(f"{tag} ...")
+    t0 = time.perf_counter()
+    page = report(ReportConfig(runs=[cfg.out], out=out, title="audioret demo"))
+    Announcer.say(f"{tag.split(':', 1)[0]}: done in {format_duration(time.perf_counter() - t0)}")
+    return page
+
+
 # ------------------------------------------------------------------ run and report
 
 def run(cfg: DemoConfig) -> dict[str, Any]:
@@ -352,7 +368,7 @@ def remove_empty_dirs(root: Path) -> None:
 
 
 def _run_steps(cfg: DemoConfig) -> dict[str, Any]:
-    say = Announcer(total=8 if cfg.finetune_epochs > 0 else 5)
+    say = Announcer(total=(8 if cfg.finetune_epochs > 0 else 5) + 1)  # + 1: the report
     steps = [step_corpus(cfg, say), step_extract(cfg, say)]
     heads = step_heads(cfg, "heads", say, "heads (train-heads defaults)")
     ckpt = Path(heads.result["checkpoint"])
@@ -377,7 +393,17 @@ def _run_steps(cfg: DemoConfig) -> dict[str, Any]:
     summary = {"config": to_dict(cfg), "steps": {s.name: {"wall_s": s.wall_s, "reused": s.reused} for s in steps},
                "models": models, "eval_audios": num_audios}
     (cfg.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    summary["report"] = str(step_report(cfg, say))
     print_summary(cfg, steps, models)
+    Announcer.say(f"report: {summary['report']} (curves, the models compared, per-query analysis; open it in a "
+                  "browser)")
+    from audioret.search.demo import demo_index
+    from audioret.search.deps import MissingExtra
+
+    try:
+        Announcer.say(demo_index(ckpt, cfg.out / "features.zarr", "eval", cfg.out / "search_index"))
+    except MissingExtra as err:
+        Announcer.say(f"search: skipped ({err})")
     return summary
 
 
@@ -408,7 +434,7 @@ def print_summary(cfg: DemoConfig, steps: list[Step], models: dict[str, dict[str
                       "retrieval quality. For real numbers pass --beats-ckpt, --text-model roberta-large and "
                       "--data-path with Clotho v2.1 (see README).[/yellow]")
     console.print(f"artifacts under {cfg.out}/: corpus/, features.zarr, heads/, finetune/, evaluation/metrics.json, "
-                  "predictions/demo_top*.csv, summary.json")
+                  "predictions/demo_top*.csv, summary.json, report/report.html")
 
 
 def main(argv: list[str] | None = None) -> int:

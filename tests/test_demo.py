@@ -22,9 +22,10 @@ def test_demo_end_to_end_then_rerun_reuses_everything(tmp_path, capsys):
     printed = captured.out
     assert "mAP@16_multi" in printed and "chance" in printed and "not real" in printed
     # one start and one end line per step, numbered, so a slow machine shows which step runs
-    steps = [line for line in captured.err.splitlines() if re.match(r"\[\d/8\] ", line)]
-    assert [line[:5] for line in steps] == [f"[{i}/8]" for i in range(1, 9) for _ in range(2)]
-    assert steps[4].startswith("[3/8] train-heads:") and steps[-1].startswith("[8/8] finetune: done in ")
+    steps = [line for line in captured.err.splitlines() if re.match(r"\[\d/9\] ", line)]
+    assert [line[:5] for line in steps] == [f"[{i}/9]" for i in range(1, 10) for _ in range(2)]
+    assert steps[4].startswith("[3/9] train-heads:") and steps[-3].startswith("[8/9] finetune: done in ")
+    assert steps[-1].startswith("[9/9] report: done in ") and f"report: {out / 'report' / 'report.html'}" in captured.err
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["steps"]) >= {"corpus", "extract", "heads", "evaluation", "predict", "finetune"}
     assert not any(s["reused"] for s in summary["steps"].values())
@@ -35,12 +36,18 @@ def test_demo_end_to_end_then_rerun_reuses_everything(tmp_path, capsys):
     with (out / "predictions" / "demo_top16.csv").open() as fh:
         rows = list(csv.reader(fh))
     assert rows[0][:2] == ["caption", "fname_1"] and len(rows) > 1
+    # the report: the printed table's numbers, curves of every training run (the fine-tune's too), evaluations
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["models"] == summary["models"]
+    assert {"curves_heads.png", "curves_heads_seed_shape.png", "curves_finetune.png", "models.png",
+            "eval_evaluation.png", "eval_evaluation_seed_shape.png"} <= {p.split("/")[-1] for p in report["figures"]}
+    assert all((out / "report" / p).stat().st_size > 10_000 for p in report["figures"])
     # rerun (progress is presentation, not an input): every step is reused, one line each
     assert main(["--out", str(out), *SMALL, "--no-progress"]) == 0
     again = json.loads((out / "summary.json").read_text())
     assert all(s["reused"] for s in again["steps"].values())
-    reused = [line for line in capsys.readouterr().err.splitlines() if re.match(r"\[\d/8\] ", line)]
-    assert len(reused) == 8 and all(": reused (" in line for line in reused[1:])
+    reused = [line for line in capsys.readouterr().err.splitlines() if re.match(r"\[\d/9\] ", line)]
+    assert len(reused) == 10 and all(": reused (" in line for line in reused[1:8])  # the report is redrawn
     assert again["models"] == summary["models"]
 
 
