@@ -321,8 +321,9 @@ class StageParser(argparse.ArgumentParser):
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
     """The config mapping in ``path``: a YAML or JSON file; a run folder (its ``config.json``); a feature
-    store (its folder or ``zarr.json``: the recorded extract config); or a record that embeds a config
-    under ``config`` (evaluate's metrics.json, predict's <name>_source.json, the demo's summary.json)."""
+    store (its folder or ``zarr.json``: the recorded extract config, less ``overwrite``); or a record
+    that embeds a config under ``config`` (evaluate's metrics.json, predict's <name>_source.json, the
+    demo's summary.json)."""
     p = Path(path)
     if p.is_dir():
         found = [p / name for name in ("config.json", "zarr.json") if (p / name).is_file()]
@@ -346,7 +347,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         config = meta.get("extract_config")
         if not isinstance(config, dict):
             raise ConfigFileError(f"{path}: a Zarr store without an extract config (not written by audioret extract)")
-        return {"stage": "extract", **config}
+        # extract --overwrite deletes the store first: replayed from the store itself it would delete what
+        # the config was read from (a rerun that adds a split would lose the others), so it is not replayed
+        return {"stage": "extract", **{k: v for k, v in config.items() if k != "overwrite"}}
     if "stage" not in doc and isinstance(doc.get("config"), dict):
         return dict(doc["config"])
     return doc

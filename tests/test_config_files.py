@@ -382,7 +382,8 @@ def test_a_store_config_is_refused_by_another_stage(capsys, tmp_path):
     store = tmp_path / "f.zarr"
     store.mkdir()
     (store / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {
-        "audioret_store": {"metadata": {"extract_config": {"max_seconds": 10.0}}}}}))
-    assert load_config_file(store) == {"stage": "extract", "max_seconds": 10.0}  # old stores: no stage key
+        "audioret_store": {"metadata": {"extract_config": {"max_seconds": 10.0, "overwrite": True}}}}}))
+    # old stores: no stage key; --overwrite is not replayed (it would delete the store the config came from)
+    assert load_config_file(store) == {"stage": "extract", "max_seconds": 10.0}
     line = fails(["train-heads", "--config", str(store)], capsys)
     assert "audioret extract" in line and "audioret train-heads" in line
