@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from audioret.audio import RESAMPLER
 from audioret.corpora import CorpusSplit
 from audioret.encoders.features import audio_clip_features, load_clip_wave
-from audioret.store import AUDIO, TEXT, FeatureStore
+from audioret.store import AUDIO, TEXT, FeatureStore, StoreMismatchError
 
 from .plan import text_items
 
@@ -63,7 +64,18 @@ def mismatch(stored: np.ndarray, fresh: np.ndarray, low_precision: bool = False)
     return None
 
 
+def check_resampler(st: FeatureStore) -> None:
+    """Audio of a store made with another resampler (before soxr) cannot be recomputed as it was: say so
+    instead of reporting every sampled item as damaged."""
+    stored = st.metadata.get("preprocessing", {}).get("resampler")
+    if stored != RESAMPLER:
+        raise StoreMismatchError(st.where, {"preprocessing.resampler": (stored or "<missing>", RESAMPLER)},
+                                 hint="the store's audio was resampled otherwise, so it cannot be recomputed "
+                                      "here; re-extract into a new store (or pass --overwrite)")
+
+
 def check_audio(st: FeatureStore, split: str, cs: CorpusSplit, enc: Any, n: int, seed: int) -> list[str]:
+    check_resampler(st)
     pre, table = st.metadata["preprocessing"], st.audio(split)
     low = _low_precision(st)
     problems = []

@@ -109,3 +109,6 @@ def test_store_made_with_another_resampler_is_refused(synth_corpus, tmp_path, mo
             "--no-progress"]
     assert main(argv) == 2
     assert "preprocessing.resampler" in capsys.readouterr().err
+    # store verify --deep (extract --verify-sample) says why instead of calling every item damaged
+    with pytest.raises(StoreMismatchError, match=r"preprocessing\.resampler"):
+        run(ExtractConfig(**kw, verify_sample=2))
