@@ -71,12 +71,20 @@ class FinetuneConfig:
         "csv", "per-step loss/lr/temperature and per-epoch validation log in <out>/logs/ (csv: metrics.csv, what "
                "`audioret report` draws; tensorboard/wandb need pip install 'audioret[tensorboard]' or "
                "'audioret[wandb]')")
-    audio_encoder: Literal["beats", "tiny-beats"] = option("beats", "audio encoder (tiny-beats for tests/demo)")
+    audio_encoder: Literal["beats", "tiny-beats", "passt", "tiny-passt"] = option(
+        "beats", "audio encoder: beats (the seed), passt (the official baseline's PaSST, 32 kHz); tiny-beats / "
+                 "tiny-passt for tests and the demo")
+    passt_ckpt_path: Path | None = option(None, "PaSST weights for --audio-encoder passt: the PaSST release file "
+                                                "passt-s-f128-p16-s16-ap.468.pt or a baseline .ckpt (its audio "
+                                                "tower); default: --load_ckpt_path")
+    s_patchout_t: int = option(15, "PaSST structured patchout in training: time columns dropped (baseline 15)")
+    s_patchout_f: int = option(2, "PaSST structured patchout in training: frequency rows dropped (baseline 2)")
     text_model: str | None = option(None, "text model name or folder (overrides roberta-large/--roberta_base; "
                                           "tiny-roberta for tests)")
     audio_trainable: bool = option(False, "fine-tune the audio encoder too (default: frozen in eval mode, "
                                           "the seed's recipe)")
-    audio_store: Path | None = option(None, "frozen audio only: take BEATs window means from this feature "
+    audio_store: Path | None = option(None, "frozen audio only: take the window vectors (BEATs token means, "
+                                            "PaSST (CLS+DIST)/2) from this feature "
                                             "store (same encoder/preprocessing) instead of decoding audio")
     init_heads: Path | None = option(None, "warm-start the projections from a train-heads checkpoint "
                                            "(linear heads with matching shapes)")

@@ -59,6 +59,10 @@ def validate(cfg: FinetuneConfig) -> None:
     if cfg.audio_encoder == "beats" and cfg.beats_ckpt_path is None:
         raise ValueError("--audio-encoder beats needs --beats_ckpt_path PATH (the official BEATs file, "
                          "e.g. BEATs_iter3_plus_AS2M_finetuned_on_AS2M_cpt2.pt); tiny-beats needs none")
+    if cfg.audio_encoder == "passt" and cfg.passt_ckpt_path is None and cfg.load_ckpt_path is None:
+        raise ValueError("--audio-encoder passt needs --passt_ckpt_path PATH (the PaSST release file "
+                         "passt-s-f128-p16-s16-ap.468.pt, or a baseline .ckpt) or --load_ckpt_path of a PaSST "
+                         "checkpoint; tiny-passt needs none")
     if cfg.wavcaps and not cfg.ablate_clean_setup:
         raise ValueError("--no-ablate_clean_setup (WavCaps 'audioset_no_audiocaps') is not supported by "
                          "audioret.corpora yet; use the default WavCaps 'audioset' subset")

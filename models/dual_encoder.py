@@ -192,10 +192,11 @@ PASST_NAMES = ("passt", "tiny-passt")
 
 
 def audio_checkpoint_of(spec: Mapping[str, Any]) -> Any:
-    """The audio encoder's weights file in a finetune config: ``passt_ckpt_path`` for PaSST,
-    ``beats_ckpt_path`` for BEATs."""
+    """The audio encoder's weights file in a finetune config: ``passt_ckpt_path`` (else the
+    ``load_ckpt_path`` it starts from) for PaSST, ``beats_ckpt_path`` for BEATs."""
     if spec.get("audio_encoder") in PASST_NAMES:
-        return spec.get("passt_ckpt_path")
+        return spec.get("passt_ckpt_path") or (spec.get("load_ckpt_path") if spec.get("audio_encoder") == "passt"
+                                               else None)
     return spec.get("beats_ckpt_path")
 
 

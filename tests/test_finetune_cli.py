@@ -65,7 +65,8 @@ def test_our_flags_and_config_round_trip():
         ("tiny-beats", "tiny-roberta", 7, 3)
     assert from_dict(FinetuneConfig, to_dict(cfg)) == cfg
     with pytest.raises(SystemExit):
-        parse_args(["--audio-encoder", "passt"])
+        parse_args(["--audio-encoder", "no-such-encoder"])
+    assert parse_args(["--audio-encoder", "passt", "--passt_ckpt_path", "/p.pt"]).passt_ckpt_path.name == "p.pt"
 
 
 def test_validate_refuses_contradictions():
