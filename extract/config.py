@@ -31,9 +31,11 @@ class ExtractConfig:
     store: Path = option(Path("features/store.zarr"), "output feature store (Zarr v3 folder)")
     download: bool = option(False, "let aac-datasets download the corpus if absent (off: never fetch)")
     # ---- encoders ----------------------------------------------------------------------------
-    audio_encoder: str = option("beats", "audio encoder name in the registry: beats or tiny-beats (demo/tests)")
-    beats_ckpt: Path | None = option(None, "BEATs checkpoint file (e.g. BEATs_iter3_plus_AS2M_finetuned_on_"
-                                     "AS2M_cpt2.pt); required for --audio-encoder beats",
+    audio_encoder: str = option("beats", "audio encoder name in the registry: beats, passt (the official "
+                                "baseline's PaSST, 32 kHz), tiny-beats or tiny-passt (demo/tests)")
+    beats_ckpt: Path | None = option(None, "audio encoder weights: the BEATs file (e.g. BEATs_iter3_plus_AS2M_"
+                                     "finetuned_on_AS2M_cpt2.pt) for beats; for passt the PaSST release file "
+                                     "passt-s-f128-p16-s16-ap.468.pt or a baseline .ckpt (its audio tower)",
                                      flags=("--audio-checkpoint",))
     text_model: str = option("roberta-large", "text encoder: roberta-large, roberta-base, tiny-roberta, "
                              "a Hugging Face name in the local cache or a model folder")
