@@ -71,7 +71,7 @@ def training_section(rep: Report, run: Run, out: Path) -> None:
             rep.add("p", f"best epoch {c.best_epoch}: val mAP@10 {pct(c.best_value)} %")
     rows = [[k, pct(v)] for k, v in sorted(run.metrics.items())]
     if rows:
-        rep.add("table", (["metric (metrics.json)", "%"], rows))
+        rep.add("table", (["metric (metrics.json; val/mAP@10: the selected epoch)", "%"], rows))
     rep.numbers.setdefault("runs", {})[run.label] = info
 
 
