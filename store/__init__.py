@@ -16,6 +16,7 @@ else from audioret. Public API:
   require_complete / get / batch / vectors / load / pooled``; ``Batch(values, lengths, mask)``
   (batches read local uncompressed stores by pread from the shard files, others through zarr;
   ``ItemTable.fast_reads = False`` forces zarr; see FORMAT.md "Read paths")
+- ``upgrade_store(path)`` in ``audioret.store.upgrade`` (``audioret store upgrade``: format 1 -> 2 in place)
 - ``verify_store(path) -> list[str]`` (problems, one line each naming the file), ``summarize(path) -> dict``
 - ``FeatureDataset`` / ``collate`` (torch, in ``audioret.store.dataset``)
 - errors: ``StoreError``, ``StoreMismatchError`` (``.differences``), ``StoreIncompleteError``

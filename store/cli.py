@@ -1,4 +1,4 @@
-"""``audioret store info PATH`` and ``audioret store verify PATH``.
+"""``audioret store info PATH``, ``audioret store verify PATH`` and ``audioret store upgrade PATH``.
 
 Thin: parses flags, calls ``summarize`` / ``verify_store``, prints with rich. Exit status of
 ``verify``: 0 intact, 1 problems found, 2 no store at PATH.
@@ -11,6 +11,7 @@ import json
 import sys
 from typing import Any
 
+from . import meta
 from .errors import StoreError
 
 
@@ -29,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--allow-incomplete", action="store_true", help="do not count unfinished parts as problems")
     ver.add_argument("--quick", action="store_true",
                      help="compare file sizes and modification times instead of reading every byte for checksums")
+    up = sub.add_parser("upgrade", help="rewrite an older store's bookkeeping in the current format, in place "
+                        "(format 1 -> 2: plan.json and parts/*.json into zarr attributes; no feature is rewritten)")
+    up.add_argument("path", help="store path or fsspec URL")
     return p
 
 
@@ -111,6 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .verify import summarize, verify_store
 
+    if args.command == "upgrade":
+        from .upgrade import upgrade_store
+
+        try:
+            before, moved = upgrade_store(args.path)
+        except StoreError as e:
+            print(f"audioret store upgrade: error: {e}", file=sys.stderr)
+            return 2
+        if before == meta.FORMAT_VERSION:
+            print(f"{args.path}: already format version {before}")
+        else:
+            print(f"{args.path}: format version {before} -> {meta.FORMAT_VERSION} ({moved} tables): plain zarr "
+                  "opens it without warnings now")
+        return 0
     if args.command == "info":
         try:
             s = summarize(args.path)

@@ -115,3 +115,34 @@ def test_a_store_of_a_newer_format_is_one_line(tmp_path):
     st.group.attrs[ATTR_KEY] = {**st.group.attrs[ATTR_KEY], "format_version": 99}
     with pytest.raises(StoreError, match="format version 99, this audioret reads versions 1, 2: re-extract"):
         open_store(tmp_path / "s.zarr")
+
+
+def test_upgrade_moves_a_format_1_store_into_attributes_in_place(tmp_path, capsys):
+    from audioret.store.cli import main
+
+    path = tmp_path / "old.zarr"
+    _small(path, version=1)
+    frames = open_store(path).audio("dev").load("frames")[0].copy()
+    with pytest.raises(UserWarning, match="is not recognized as a component"):   # what issue 20 saw
+        _walk(path)
+    assert main(["upgrade", str(path)]) == 0
+    assert "format version 1 -> 2 (1 tables)" in capsys.readouterr().out
+    assert not list(path.rglob("plan.json")) and not list(path.rglob("parts/0*.json"))
+    _walk(path)
+    st = open_store(path)
+    assert st.format_version == 2 and st.metadata["format_version"] == 2
+    assert np.array_equal(st.audio("dev").load("frames")[0], frames) and st.status("dev", "audio").complete
+    assert verify_store(path) == []
+    assert main(["upgrade", str(path)]) == 0 and "already format version 2" in capsys.readouterr().out
+
+
+def test_upgrade_is_refused_while_an_extract_writes(tmp_path, capsys):
+    from audioret.store.cli import main
+
+    path = tmp_path / "old.zarr"
+    _small(path, version=1)
+    (path / ".audioret.shard-0-of-1.lock").write_text("somehost 1\n")
+    assert main(["upgrade", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is being written" in err[0] and ".audioret.shard-0-of-1.lock" in err[0]
+    assert open_store(path).format_version == 1
