@@ -235,3 +235,13 @@ def test_store_flag_scores_heads_runs_as_evaluate_does(splits, tmp_path):
     assert len(info["best"]) == 10 and all(len(q["top"]) == 5 for q in info["best"] + info["worst"])
     assert info["best"][0]["first_rank"] == 1 and info["best"][0]["top"][0][1] >= info["best"][0]["top"][1][1]
     assert_real_picture(tmp_path / "rep" / "figures" / "eval_h.png")
+
+
+def test_distill_stages_pool_over_seeds():
+    runs = [D.Run(f"{stage}/seed={s}", Path("."), "heads", {"test/mAP@10": v})
+            for stage, s, v in (("stage1", 1, 0.2), ("stage1", 2, 0.4), ("stage2", 1, 0.5), ("stage2", 2, 0.7),
+                                ("control", 1, 0.3))]
+    groups = D.compare_groups(runs, "test/mAP@10")
+    assert [(g.name, g.values) for g in groups] == [("stage1", [0.2, 0.4]), ("stage2", [0.5, 0.7]), ("control", [0.3])]
+    assert groups[1].mean == pytest.approx(0.6) and groups[1].std == pytest.approx(0.2 / 2 ** 0.5)
+    assert groups[2].std == 0.0 and D.compare_keys(runs) == ["test/mAP@10"]
