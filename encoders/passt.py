@@ -192,7 +192,8 @@ def tiny_passt_config(**overrides: Any) -> PaSSTConfig:
                                            num_classes=10), **overrides)
 
 
-def config_from_state_dict(state: Mapping[str, Tensor], **overrides: Any) -> PaSSTConfig:
+def config_from_state_dict(state: Mapping[str, Tensor], source: str = "state dict",
+                           **overrides: Any) -> PaSSTConfig:
     """The architecture the weights describe (heads = width / 64, as in every PaSST release)."""
     try:
         d = int(state["cls_token"].shape[-1])
@@ -206,7 +207,9 @@ def config_from_state_dict(state: Mapping[str, Tensor], **overrides: Any) -> PaS
             distilled="dist_token" in state,
             num_classes=int(state["head.1.weight"].shape[0]) if "head.1.weight" in state else 0)
     except (KeyError, ValueError, IndexError) as err:
-        raise PaSSTCheckpointError(f"not a PaSST state dict (missing or odd {err})") from None
+        raise PaSSTCheckpointError(f"{source}: not a PaSST state dict (missing or odd {err}); pass the "
+                                   "PaSST release file passt-s-f128-p16-s16-ap.468.pt or a baseline "
+                                   ".ckpt") from None
     return dataclasses.replace(cfg, **overrides)
 
 
@@ -408,7 +411,7 @@ def passt_state_from(obj: Any, source: str = "checkpoint") -> dict[str, Tensor]:
 def build_passt(state: Mapping[str, Tensor], source: str = "state dict",
                 **overrides: Any) -> PaSST:
     """A PaSST with the architecture and weights of ``state`` (release layout), eval mode."""
-    cfg = config_from_state_dict(state, **overrides)
+    cfg = config_from_state_dict(state, source, **overrides)
     cfg.validate(source)
     model = PaSST(cfg)
     model.load_release_state_dict(state, source)
