@@ -1,6 +1,7 @@
 """Decode audio files with soundfile (libsndfile): wav, flac, ogg/vorbis and mp3.
 
-torchaudio >= 2.9 has no ``load``/``info``; soundfile is the one decoder here. Every failure
+torchaudio >= 2.9 has no ``load``/``info``; soundfile is the decoder here, except for VBR mp3s
+without a length header, which libsndfile cuts short and ffmpeg decodes (``mp3``). Every failure
 (missing, unreadable, corrupt, truncated, zero-length, non-finite samples, float samples beyond
 ``FLOAT_PEAK_LIMIT`` times full scale) surfaces as
 ``AudioDecodeError`` naming the file. Silence is valid audio.
@@ -18,6 +19,7 @@ import soundfile as sf
 import torch
 
 from .errors import AudioDecodeError
+from .mp3 import ffmpeg_available, ffmpeg_decode, length_is_guessed
 from .resample import context_frames, resample
 
 
@@ -40,6 +42,8 @@ def probe(path: str | Path) -> AudioInfo:
     rate = int(info.samplerate)
     if rate <= 0:
         raise AudioDecodeError(path, f"invalid sample rate {rate}")
+    if _is_mpeg(info.format) and length_is_guessed(path):  # the header's count is a guess: count them
+        frames = _ffmpeg_frames(path, int(info.channels), None).shape[0]
     return AudioInfo(sample_rate=rate, num_frames=frames, channels=int(info.channels),
                      duration=frames / rate)
 
@@ -62,7 +66,11 @@ def _decode(path: Path, frames_at: Callable[[int], int | None]) -> tuple[np.ndar
                 raise AudioDecodeError(path, f"invalid sample rate {rate}")
             max_frames = frames_at(rate)
             frames = -1 if max_frames is None else int(max_frames)
-            data = f.read(frames=frames, dtype="float32", always_2d=True)  # [S, C]
+            if _is_mpeg(f.format) and length_is_guessed(path):  # libsndfile would stop at its guess
+                data = _ffmpeg_frames(path, int(f.channels), max_frames)
+                expected = data.shape[0] if max_frames is None else max(data.shape[0], expected)
+            else:
+                data = f.read(frames=frames, dtype="float32", always_2d=True)  # [S, C]
             lossy = (f.format or "").upper() in _LOSSY_FORMATS
             short_data = _wav_data_shortfall(f.extra_info)
     except AudioDecodeError:
@@ -110,6 +118,22 @@ def _frames_needed(native_sr: int, target_sr: int | None, max_samples: int | Non
     rate = target_sr or native_sr
     frames = int(np.ceil(max_samples * native_sr / rate))
     return frames + context_frames(native_sr) if rate != native_sr else frames
+
+
+def _is_mpeg(fmt: str | None) -> bool:
+    return (fmt or "").upper() in ("MP3", "MPEG")
+
+
+def _ffmpeg_frames(path: Path, channels: int, max_frames: int | None) -> np.ndarray:
+    """[S, C] float32 from ffmpeg, for mp3s whose length libsndfile only guesses (see ``mp3``)."""
+    if not ffmpeg_available():
+        raise AudioDecodeError(path, "VBR mp3 without a Xing/Info header: libsndfile cannot tell its length and "
+                                     "stops early; install ffmpeg (apt-get install ffmpeg), which decodes it, or "
+                                     "re-encode the file with a header")
+    try:
+        return ffmpeg_decode(path, channels, max_frames)
+    except (RuntimeError, OSError) as exc:
+        raise AudioDecodeError(path, str(exc)) from exc
 
 
 _LOSSY_FORMATS = ("MP3", "OGG", "MPEG")

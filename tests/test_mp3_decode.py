@@ -13,6 +13,10 @@ Measured (libsndfile 1.2.2, ffmpeg 5.1, 5 s at 44.1/48 kHz, mono and stereo):
   soxr HQ) and, for stereo, its downmix 0.707 (L + R), sqrt(2) times the channel mean of librosa
   and of the seed's own wav path. These tests pin what the decoders do; that difference is the
   seed's, between its wav and mp3 paths, and is documented rather than copied.
+- a VBR mp3 without the Xing/Info header: libsndfile guesses its length from the first frame and
+  stops there (1.02 s of a 5 s file; librosa.load too); ffmpeg decodes it to the end (the seed's
+  command then cuts at ffprobe's own guess, 4.77 s). audioret sends exactly these files through
+  ffmpeg (audio/mp3.py) and decodes all of them; without ffmpeg they fail with the reason.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from audioret.audio import decode, load_audio, probe
 
@@ -115,3 +120,52 @@ def test_seed_ffmpeg_command_has_our_start_and_length(tmp_path, sr, channels, ga
     ours = load_audio(mp3, 16000).numpy()
     assert abs(len(seed) - len(ours)) <= 1
     assert _lag(ours, seed) == 0
+
+
+def _encode_vbr_untagged(tmp: Path) -> tuple[Path, np.ndarray]:
+    src = _content(44100, 5.0, 2)
+    wav, mp3 = tmp / "src.wav", tmp / "vbr_untagged.mp3"
+    sf.write(wav, src, 44100)
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame", "-q:a", "4",
+                    "-write_xing", "0", str(mp3)], check=True)
+    return mp3, src
+
+
+@needs_ffmpeg
+def test_length_header_detection(tmp_path):
+    from audioret.audio.mp3 import length_is_guessed
+
+    tagged, _ = _encode(tmp_path, 44100, 2, True)
+    cbr_untagged, _ = _encode(tmp_path, 48000, 2, False)
+    vbr_untagged, _ = _encode_vbr_untagged(tmp_path)
+    assert not length_is_guessed(tagged) and not length_is_guessed(cbr_untagged)
+    assert length_is_guessed(vbr_untagged)
+
+
+@needs_ffmpeg
+def test_vbr_mp3_without_length_header_is_decoded_to_its_end(tmp_path):
+    """libsndfile stops at its guess (1.02 s of this 5 s file, measured; librosa too); audioret decodes it
+    with ffmpeg: the whole file, the probe agrees, same start as the tagged decodes (encoder delay)."""
+    mp3, src = _encode_vbr_untagged(tmp_path)
+    with sf.SoundFile(mp3) as f:
+        guessed = f.frames
+    theirs = _ffmpeg_decode(mp3, "-ac", "2").reshape(-1, 2).mean(axis=1, dtype=np.float32)
+    assert guessed < 0.5 * len(theirs), "the fixture should show libsndfile's short guess"
+    ours, rate = decode(mp3)
+    assert rate == 44100 and len(ours) == len(theirs) == probe(mp3).num_frames
+    assert float(np.abs(ours - theirs).max()) == 0.0
+    assert _lag(src.mean(axis=1), ours) == ENCODER_DELAY
+    wave = load_audio(mp3, 16000)
+    assert wave.shape == (int(np.ceil(len(theirs) * 16000 / 44100)),)
+    assert torch.equal(load_audio(mp3, 16000, max_samples=32000), wave[:32000])
+
+
+@needs_ffmpeg
+def test_vbr_mp3_without_header_and_without_ffmpeg_is_a_clear_failure(tmp_path, monkeypatch):
+    from audioret.audio import AudioDecodeError
+    from audioret.audio import io as audio_io
+
+    mp3, _ = _encode_vbr_untagged(tmp_path)
+    monkeypatch.setattr(audio_io, "ffmpeg_available", lambda: False)
+    with pytest.raises(AudioDecodeError, match="install ffmpeg"):
+        load_audio(mp3, 16000)
