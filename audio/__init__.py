@@ -1,4 +1,5 @@
-"""audioret.audio: decode (soundfile), resample (soxr HQ, as librosa), crop/pad/window.
+"""audioret.audio: decode (soundfile; ffmpeg for VBR mp3s without a length header), resample (soxr HQ,
+as librosa), crop/pad/window. A 16 kHz wave here equals ``librosa.load(path, sr=16000)`` (the seed's).
 
 Public API::
 
