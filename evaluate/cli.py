@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from audioret.config import parse_config, to_dict
 from audioret.evaluate.annotations import (AnnotationChoice, CorpusRef, choose_annotations, corpus_of_predictions,
                                            corpus_of_store)
 from audioret.evaluate.config import EvaluateConfig
+
+if TYPE_CHECKING:
+    from audioret.evaluate.members import Embedded
+    from audioret.evaluate.report import Evaluation
 
 log = logging.getLogger(__name__)
 
@@ -84,21 +89,17 @@ def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dic
     the split itself, multi-match from ``gt``. Returns the ensemble's metrics (the model's, for one)."""
     from audioret.evaluate import members as MB
     from audioret.evaluate import report
-    from audioret.evaluate.ensemble import check_agreement, normalized_weights
+    from audioret.evaluate.ensemble import normalized_weights
 
     weights = normalized_weights(cfg.weights, len(cfg.checkpoint))
     inputs = MB.SplitInputs(store=cfg.store, data_path=cfg.data_path, corpus=cfg.corpus, split=cfg.split,
                             captions_csv=cfg.captions_csv, beats_ckpt=cfg.beats_ckpt, text_model=cfg.text_model,
                             batch_size=cfg.batch_size, num_workers=cfg.num_workers, device=cfg.device)
-    root = MB.cache_root(cfg.out, cfg.embedding_cache)
-    plans = MB.plan_members(cfg.checkpoint, inputs, root)
-    MB.check_inputs_used(plans, inputs)
-    embedded = MB.embed_members(plans, inputs, root)
-    check_agreement([e.member_split() for e in embedded])
+    embedded = MB.embed_ensemble(cfg.checkpoint, inputs, MB.cache_root(cfg.out, cfg.embedding_cache))
     ref = embedded[0]
     kw = dict(caption_fnames=ref.caption_fnames, ks=cfg.ks, skip_unmatched=cfg.skip_unmatched,
               chunk_size=cfg.chunk_size, device=cfg.device)
-    ev = report.evaluate_blocks(_ensemble_block(embedded, weights, cfg.device), ref.captions, ref.audio_fnames,
+    ev = report.evaluate_blocks(MB.ensemble_block(embedded, weights, cfg.device), ref.captions, ref.audio_fnames,
                                 gt, **kw)
     extra = None
     if len(embedded) > 1:
@@ -124,15 +125,7 @@ def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dic
     return ev.metrics
 
 
-def _ensemble_block(embedded: list, weights: list[float], device: str):
-    """Score blocks of the (weighted) mean of the members' cosine scores; one member's own blocks."""
-    from audioret.evaluate.ensemble import mean_block_fn
-    from audioret.evaluate.metrics import embedding_blocks
-
-    return mean_block_fn([embedding_blocks(e.text, e.audio, device)[0] for e in embedded], weights)
-
-
-def _row_name(e) -> str:
+def _row_name(e: "Embedded") -> str:
     from audioret.evaluate.predict import default_name
 
     return f"{default_name(e.plan.checkpoint)} ({e.plan.input['input']})"  # short: 7 columns in 80 characters
@@ -143,7 +136,7 @@ def ensemble_name(weights: list[float]) -> str:
     return "ensemble (mean)" if equal else "ensemble (weights " + "/".join(f"{w:.3g}" for w in weights) + ")"
 
 
-def _member_record(e, weight: float, ev) -> dict:
+def _member_record(e: "Embedded", weight: float, ev: "Evaluation") -> dict:
     return {"checkpoint": str(e.plan.checkpoint), "kind": e.plan.kind, "sha256": e.plan.sha256,
             "input": e.plan.input, "weight": weight, "embeddings_reused": e.cached, "metrics": ev.metrics}
 

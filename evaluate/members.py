@@ -295,6 +295,25 @@ def embed_members(plans: Sequence[Plan], inputs: SplitInputs, root: Path | None)
     return [embed_member(p, inputs, root) for p in plans]
 
 
+def embed_ensemble(checkpoints: Sequence[Path], inputs: SplitInputs, root: Path | None) -> list[Embedded]:
+    """Plan (flags checked before any model runs), embed (cached), and check that all rank the same split."""
+    from audioret.evaluate.ensemble import check_agreement
+
+    plans = plan_members(checkpoints, inputs, root)
+    check_inputs_used(plans, inputs)
+    embedded = embed_members(plans, inputs, root)
+    check_agreement([e.member_split() for e in embedded])
+    return embedded
+
+
+def ensemble_block(embedded: Sequence[Embedded], weights: Sequence[float], device: str | None):
+    """Score blocks of the weighted mean of the members' cosine scores (one member: its own blocks)."""
+    from audioret.evaluate.ensemble import mean_block_fn
+    from audioret.evaluate.metrics import embedding_blocks
+
+    return mean_block_fn([embedding_blocks(e.text, e.audio, device)[0] for e in embedded], list(weights))
+
+
 __all__ = ["CACHE_DIR", "Embedded", "Plan", "SplitInputs", "cache_root", "check_inputs_used", "compute_member",
-           "describe_input", "embed_member", "embed_members", "load_entry", "member_input", "plan_members",
-           "save_entry"]
+           "describe_input", "embed_ensemble", "embed_member", "embed_members", "ensemble_block", "load_entry",
+           "member_input", "plan_members", "save_entry"]

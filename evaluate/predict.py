@@ -117,21 +117,14 @@ def run(cfg: PredictConfig) -> list[Path]:
     score matrix (one checkpoint: its own); returns their paths."""
     from audioret.evaluate import members as MB
     from audioret.evaluate.annotations import write_record
-    from audioret.evaluate.ensemble import check_agreement, mean_block_fn, normalized_weights
-    from audioret.evaluate.metrics import embedding_blocks
+    from audioret.evaluate.ensemble import normalized_weights
     from audioret.evaluate.submission import write_ranked_blocks, write_score_matrix_blocks
 
     _check(cfg)
     weights = normalized_weights(cfg.weights, len(cfg.checkpoint))
-    inputs = split_inputs(cfg)
-    root = MB.cache_root(cfg.out, cfg.embedding_cache)
-    plans = MB.plan_members(cfg.checkpoint, inputs, root)
-    MB.check_inputs_used(plans, inputs)
-    embedded = MB.embed_members(plans, inputs, root)
-    check_agreement([e.member_split() for e in embedded])
-    ref = embedded[0]
-    captions, fnames = ref.captions, ref.audio_fnames
-    block = mean_block_fn([embedding_blocks(e.text, e.audio, cfg.device)[0] for e in embedded], weights)
+    embedded = MB.embed_ensemble(cfg.checkpoint, split_inputs(cfg), MB.cache_root(cfg.out, cfg.embedding_cache))
+    captions, fnames = embedded[0].captions, embedded[0].audio_fnames
+    block = MB.ensemble_block(embedded, weights, cfg.device)
     name = files_name(cfg)
     out = Path(cfg.out)
     written = []
