@@ -91,12 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         for kind in args.kinds:
             rows.append(bench_kind(kind, x, queries, exact, args, Path(tmp)))
     print()
-    head = f"{'kind':<34} {'build s':>8} {'index MB':>9} {'RSS MB':>7} {'1q p50':>7} {'1q p99':>7} " \
+    head = f"{'kind':<48} {'build s':>8} {'index MB':>9} {'RSS MB':>7} {'1q p50':>7} {'1q p99':>7} " \
            f"{'batch p50':>9} {'batch p99':>9} {'R@10':>6}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['name']:<34} {r['build']:>8.1f} {r['mb']:>9.0f} {r['rss']:>7.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
+        print(f"{r['name']:<48} {r['build']:>8.1f} {r['mb']:>9.0f} {r['rss']:>7.0f} {r['p50']:>7.2f} {r['p99']:>7.2f} "
               f"{r['bp50']:>9.3f} {r['bp99']:>9.3f} {r['recall']:>6.3f}")
     print(f"(latency in ms per query; batch = {args.batch} queries per call; RSS = peak of the process so far)")
     return 0

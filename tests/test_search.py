@@ -276,3 +276,19 @@ def test_missing_audio_file_is_a_clear_404(store, ckpts, synth_corpus, tmp_path)
     assert c.get("/audio/0").status_code == 200
     r = c.get("/audio/1")
     assert r.status_code == 404 and "no longer exists" in r.json()["detail"] and files[1].name in r.json()["detail"]
+
+
+@pytest.mark.parametrize("module", ["faiss", "fastapi", "uvicorn"])
+def test_missing_extra_is_one_line_with_the_install_hint(module, monkeypatch, capsys, tmp_path):
+    import sys
+
+    from audioret.search.serve import main as serve_main
+
+    monkeypatch.setitem(sys.modules, module, None)  # import -> ImportError, as when not installed
+    if module == "faiss":
+        assert index_main(["--checkpoint", "c.pt", "--audio-dir", str(tmp_path), "--out", str(tmp_path / "i")]) == 2
+        assert search_main([str(tmp_path), "a dog"]) == 2
+    assert serve_main([str(tmp_path)]) == 2
+    for line in capsys.readouterr().err.strip().splitlines():
+        assert "pip install 'audioret[search]'" in line and module in line
+    assert not (tmp_path / "i").exists()
