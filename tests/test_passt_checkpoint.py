@@ -210,3 +210,27 @@ def test_mixed_up_checkpoint_is_refused(tiny_roberta, tmp_path):
     torch.save(ckpt, path)
     with pytest.raises(ValueError, match="PaSST tower"):
         load_finetuned(path, text_model=str(tiny_roberta))
+
+
+def test_finetune_starts_from_the_official_checkpoint(tiny_roberta, tmp_path, synth_corpus):
+    """`audioret finetune --audio-encoder passt --load_ckpt_path <official .ckpt>`: the PaSST tower and
+    every other weight come from the checkpoint (no PaSST file), then training moves them."""
+    from audioret.finetune.config import FinetuneConfig
+    from audioret.finetune.run import run
+    from audioret.models.dual_encoder import load_finetuned
+
+    base = make_baseline(tiny_roberta, compiled=True, seed=6)
+    path = tmp_path / "official.ckpt"
+    save_lightning(base, path)
+    out = tmp_path / "ft"
+    run(FinetuneConfig(data_path=synth_corpus, audio_encoder="passt", load_ckpt_path=path, audio_trainable=True,
+                       text_model=str(tiny_roberta), n_workers=0, precision="32-true", logging=False, out=out,
+                       batch_size=2, max_steps=1, max_epochs=1, limit_train_batches=1, limit_val_batches=0,
+                       test=False, max_lr=1e-3, warmup_epochs=0.0))
+    model = load_finetuned(out / "checkpoints" / "last.ckpt")
+    assert model.audio_encoder.name == "passt" and model.sample_rate == SR
+    start = {k: v for k, v in base.passt.state_dict().items()}
+    now = model.audio_encoder.model.state_dict()
+    assert torch.equal(now["head.1.weight"], start["head.1.weight"])      # unused head: untouched
+    moved = (now["blocks.0.attn.qkv.weight"] - start["blocks.0.attn.qkv.weight"]).abs().max()
+    assert 0 < moved < 0.05                                                # started from it, then trained
