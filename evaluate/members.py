@@ -16,6 +16,7 @@ re-hashed). No pickle: ``np.load(allow_pickle=False)`` and JSON.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -222,10 +223,15 @@ def entry_dir(root: Path, plan: Plan) -> Path:
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
+    """Atomic .npy write. Serialised in memory first: ``np.save`` to a real file goes through
+    ``ndarray.tofile``, whose short write on a full disk is an OSError without errno (not
+    recognisable as ENOSPC); a plain ``write`` raises the real ENOSPC."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
     try:
         with open(tmp, "wb") as f:
-            np.save(f, array, allow_pickle=False)
+            f.write(buf.getbuffer())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
