@@ -28,7 +28,7 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.errors import ContainsArrayError, ContainsGroupError
 
-from . import integrity, layout, lock, meta
+from . import _io, integrity, layout, lock, meta
 from .errors import StoreError, StoreMismatchError
 from .layout import FieldSpec
 from .plan import FieldLayout, PartStatus, SplitPlan, SplitStatus
@@ -239,7 +239,20 @@ class FeatureStore:
 
     def records(self, split: str, kind: str) -> TableRecords:
         """Where the table's plan and part records are kept (depends on the store's format version)."""
-        return TableRecords(self.zstore, self._prefix(split, kind), legacy=self.format_version < 2)
+        legacy = self.format_version < 2
+        if legacy and self.writable:
+            self._refuse_if_upgraded()
+        return TableRecords(self.zstore, self._prefix(split, kind), legacy=legacy)
+
+    def _refuse_if_upgraded(self) -> None:
+        """A writer that opened a version 1 store must not keep writing records in the old place once
+        ``audioret store upgrade`` switched it (they would be ignored, and warned about by zarr)."""
+        key = f"{self.group.path}/zarr.json" if self.group.path else "zarr.json"
+        doc = _io.read_json(self.zstore, key) or {}
+        now = int(((doc.get("attributes") or {}).get(meta.ATTR_KEY) or {}).get("format_version", 1))
+        if now != self.format_version:
+            raise StoreError(f"store {self.where} was upgraded to format version {now} (audioret store upgrade) "
+                             "while this process had it open: rerun (it resumes where it stopped)")
 
     def splits(self) -> list[str]:
         with _no_lock_warnings():

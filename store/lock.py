@@ -86,6 +86,15 @@ def writer_lock(root: str | os.PathLike | None, name: str, what: str) -> Iterato
         return
     path = Path(root) / f".audioret.{name}.lock"
     _make_folder(path)
+    with identity_lock(root):   # never while `audioret store upgrade` (which holds it) runs
+        _create_writer_lock(path, what)
+    try:
+        yield
+    finally:
+        _release(path)
+
+
+def _create_writer_lock(path: Path, what: str) -> None:
     while not _create(path):
         holder = _read(path)
         if holder is not None and _is_stale(holder, path):
@@ -94,10 +103,6 @@ def writer_lock(root: str | os.PathLike | None, name: str, what: str) -> Iterato
         raise StoreError(f"store {path.parent}: {what} is being written by {holder or 'another process'} "
                          f"(lock file {path}); a second writer would undo its work: wait for it to finish, or "
                          f"stop it and rerun (if none runs any more, delete {path})")
-    try:
-        yield
-    finally:
-        _release(path)
 
 
 def _make_folder(path: Path) -> None:

@@ -42,6 +42,8 @@ def _copy_records(st: FeatureStore, split: str, kind: str) -> bool:
         rec = old.read_part(p)
         if rec:
             new.write_part(p, rec)
+        elif new.read_part(p):   # left by an interrupted upgrade, since reset by an extract of the old store
+            new.delete_part(p)
     new.write_plan(plan)
     return True
 

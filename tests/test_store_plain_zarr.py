@@ -146,3 +146,66 @@ def test_upgrade_is_refused_while_an_extract_writes(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "is being written" in err[0] and ".audioret.shard-0-of-1.lock" in err[0]
     assert open_store(path).format_version == 1
+
+
+def test_a_rerun_of_an_interrupted_upgrade_drops_records_an_extract_reset_since(tmp_path):
+    """Upgrade killed after copying the records (store still version 1); an extract then resets part 0 in
+    the old place; the rerun must not revive the copied record (a 'complete' part whose shards are gone)."""
+    from audioret.store.cli import main
+    from audioret.store.upgrade import _copy_records
+
+    path = tmp_path / "old.zarr"
+    st = _small(path, version=1)
+    assert _copy_records(st, "dev", "audio")          # the interrupted upgrade's first step
+    st.reset_part("dev", "audio", 0)                   # a rerun of extract on the (still) version 1 store
+    assert main(["upgrade", str(path)]) == 0
+    st = open_store(path)
+    assert st.format_version == 2
+    part0 = st.status("dev", "audio").parts[0]
+    assert not part0.complete and part0.items_done == 0
+    _walk(path)
+
+
+def test_a_writer_that_opened_a_format_1_store_stops_after_an_upgrade(tmp_path):
+    from audioret.store.upgrade import upgrade_store
+
+    path = tmp_path / "old.zarr"
+    st = _small(path, version=1)
+    st.reset_part("dev", "audio", 1)
+    opened = open_store(path, mode="r+")               # an extract opened it (version 1) ...
+    upgrade_store(path)                                # ... then the upgrade ran before it wrote
+    with pytest.raises(StoreError, match="upgraded to format version 2 .* while this process had it open"):
+        opened.writer("dev", "audio", 1)
+    assert not list(path.rglob("parts/0*.json"))
+    _walk(path)
+
+
+def test_a_writer_lock_is_not_taken_while_an_upgrade_holds_the_store(tmp_path):
+    """Upgrade checks for writer locks under the identity lock; a writer lock taken meanwhile (after the
+    check) would let an extract write old-format records into the upgraded store."""
+    import socket
+    import subprocess
+    import threading
+
+    from audioret.store import lock
+
+    path = tmp_path / "old.zarr"
+    _small(path, version=1)
+    other = subprocess.Popen(["sleep", "60"])          # a live process of this host "runs the upgrade"
+    try:
+        lock.lock_path(path).write_text(f"{socket.gethostname()} {other.pid}\n")
+        entered = threading.Event()
+
+        def writer() -> None:
+            with lock.writer_lock(path, "shard-0-of-1", "shard 0/1"):
+                entered.set()
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        assert not entered.wait(1.0), "the writer lock was taken while the identity lock was held"
+        lock.lock_path(path).unlink()                  # the upgrade finished
+        assert entered.wait(30.0)
+        t.join(30.0)
+    finally:
+        other.kill()
+        other.wait()
