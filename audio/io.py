@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from .errors import AudioDecodeError
-from .mp3 import ffmpeg_available, ffmpeg_decode, length_is_guessed
+from .mp3 import counted_frames, ffmpeg_available, ffmpeg_decode, length_is_guessed
 from .resample import context_frames, resample
 
 
@@ -42,8 +42,8 @@ def probe(path: str | Path) -> AudioInfo:
     rate = int(info.samplerate)
     if rate <= 0:
         raise AudioDecodeError(path, f"invalid sample rate {rate}")
-    if _is_mpeg(info.format) and length_is_guessed(path):  # the header's count is a guess: count them
-        frames = _ffmpeg_frames(path, int(info.channels), None).shape[0]
+    if _is_mpeg(info.format):  # no length header: libsndfile's count is a guess, the frames are not
+        frames = counted_frames(path) or frames
     return AudioInfo(sample_rate=rate, num_frames=frames, channels=int(info.channels),
                      duration=frames / rate)
 

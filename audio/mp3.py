@@ -50,6 +50,47 @@ def _frame(data: bytes, pos: int) -> tuple[int, int, int, bool] | None:
     return size, br_idx, side, mono
 
 
+def counted_frames(path: str | Path) -> int | None:
+    """Samples per channel of an mp3 WITHOUT a Xing/Info/VBRI header, counted from its frame headers
+    (what libsndfile and ffmpeg decode from such a file: every frame, no gapless trim); None for a
+    file with such a header (libsndfile's count is exact then) or one whose frames cannot be walked
+    to the end (junk between frames: the header estimate stays)."""
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+        skip = _skip_id3v2(head)
+        fh.seek(skip)
+        data = fh.read(1 << 16)
+        first = _first_frame(data, 0)
+        if first is None or _has_length_header(data, first):
+            return None  # the common case: read no further
+        fh.seek(skip)
+        data = fh.read()
+    pos, count, spf = first, 0, 0
+    while True:
+        fr = _frame(data, pos)
+        if fr is None:
+            break
+        spf = 1152 if (data[pos + 1] >> 3) & 3 == 3 else 576
+        count += 1
+        pos += fr[0]
+    tail = data[pos:]
+    if len(tail) > 128 + 32 and not tail.startswith(b"TAG"):  # lost the frame chain: do not guess
+        return None
+    return count * spf
+
+
+def _first_frame(data: bytes, pos: int) -> int | None:
+    end = min(len(data), pos + (1 << 16))
+    while pos < end and _frame(data, pos) is None:
+        pos += 1
+    return pos if pos < end else None
+
+
+def _has_length_header(data: bytes, pos: int) -> bool:
+    side = _frame(data, pos)[2]  # type: ignore[index]
+    return data[pos + 4 + side: pos + 8 + side] in (b"Xing", b"Info") or data[pos + 36: pos + 40] == b"VBRI"
+
+
 def length_is_guessed(path: str | Path) -> bool:
     """True for a VBR mp3 without a Xing/Info/VBRI header (libsndfile may stop early on it)."""
     with open(path, "rb") as fh:
@@ -57,15 +98,10 @@ def length_is_guessed(path: str | Path) -> bool:
         skip = _skip_id3v2(head)
         fh.seek(skip)
         data = fh.read(1 << 18)  # 200 frames of 320 kbit/s fit
-    pos = 0
-    while pos < min(len(data), 1 << 16) and _frame(data, pos) is None:  # first frame sync
-        pos += 1
-    first = _frame(data, pos)
-    if first is None:
+    pos = _first_frame(data, 0)
+    if pos is None:
         return False  # not an mp3 stream we can read: leave it to the decoder's own errors
-    _, _, side, _ = first
-    tag = data[pos + 4 + side: pos + 8 + side]
-    if tag in (b"Xing", b"Info") or data[pos + 36: pos + 40] == b"VBRI":
+    if _has_length_header(data, pos):
         return False
     rates = set()
     for _ in range(SCAN_FRAMES):

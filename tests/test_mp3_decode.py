@@ -169,3 +169,18 @@ def test_vbr_mp3_without_header_and_without_ffmpeg_is_a_clear_failure(tmp_path, 
     monkeypatch.setattr(audio_io, "ffmpeg_available", lambda: False)
     with pytest.raises(AudioDecodeError, match="install ffmpeg"):
         load_audio(mp3, 16000)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("sr,channels,extra", [(44100, 1, []), (48000, 2, ["-q:a", "4"]), (22050, 2, [])])
+def test_probe_of_an_mp3_without_length_header_counts_its_frames(tmp_path, sr, channels, extra):
+    """extract plans from the probe: without a length header libsndfile's count is an estimate (too long for
+    CBR, far too short for VBR); the frame headers give what both decoders then produce."""
+    src = _content(sr, 5.3, channels)
+    wav, mp3 = tmp_path / "src.wav", tmp_path / "untagged.mp3"
+    sf.write(wav, src, sr)
+    subprocess.run([FFMPEG, "-v", "error", "-y", "-i", str(wav), "-c:a", "libmp3lame", *extra, "-write_xing", "0",
+                    str(mp3)], check=True)
+    theirs = len(_ffmpeg_decode(mp3, "-ac", "1"))
+    assert sf.info(mp3).frames != theirs, "the fixture should show libsndfile's estimate"
+    assert probe(mp3).num_frames == len(decode(mp3)[0]) == theirs
