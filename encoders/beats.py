@@ -189,7 +189,9 @@ def pool_time_frames(tokens: torch.Tensor, token_mask: torch.Tensor | None,
 
 
 def _gelu_fp32(x: torch.Tensor) -> torch.Tensor:
-    return F.gelu(x.float()).type_as(x)
+    """GELU computed in fp32 like the reference's ``gelu(x.float()).type_as(x)``: PyTorch's bf16/fp16
+    kernels already compute in float internally (bitwise the same on CPU bf16), without two copies."""
+    return F.gelu(x)
 
 
 _ACTIVATIONS = {"gelu": _gelu_fp32, "relu": F.relu}
@@ -268,7 +270,13 @@ def relative_position_buckets(n: int, num_buckets: int, max_distance: int,
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with the (optionally gated) shared relative position bias."""
+    """Multi-head self-attention with the (optionally gated) shared relative position bias.
+
+    Keeps the official q/k/v projections as parameters (checkpoint layout) but runs them as one
+    fused matmul whose extra ``8 * H`` outputs are the gate's logits: ``grep_linear`` applied to each
+    head's query is linear in ``x``, so it is folded into the weight (``fused_projection``).
+    q, k, v stay strided views of that one output (scaled_dot_product_attention reads strides).
+    """
 
     def __init__(self, cfg: BEATsConfig, with_bias_table: bool) -> None:
         super().__init__()
@@ -283,24 +291,51 @@ class SelfAttention(nn.Module):
         if with_bias_table:
             self.relative_attention_bias = nn.Embedding(cfg.num_buckets, h)
         self.dropout = cfg.attention_dropout
+        self._fused: tuple[tuple[Any, ...], torch.Tensor, torch.Tensor] | None = None
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:               # [B, N, D] -> [B, H, N, dh]
-        b, n, _ = x.shape
-        return x.view(b, n, self.heads, self.head_dim).transpose(1, 2)
+    def _projection_params(self) -> list[torch.Tensor]:
+        ps = [self.q_proj.weight, self.q_proj.bias, self.k_proj.weight, self.k_proj.bias,
+              self.v_proj.weight, self.v_proj.bias]
+        return ps + ([self.grep_linear.weight, self.grep_linear.bias] if self.gated else [])
+
+    def fused_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight [3D (+ 8H), D], bias)``: q, k, v and (gated) the gate logits of every head.
+
+        Rebuilt whenever autograd records (training) or a parameter changed (in-place version
+        counters); otherwise cached, so a frozen encoder concatenates once."""
+        params = self._projection_params()
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        recording = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        if not recording and self._fused is not None and self._fused[0] == key:
+            return self._fused[1], self._fused[2]
+        h, dh = self.heads, self.head_dim
+        ws = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]
+        bs = [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]
+        if self.gated:
+            g_w, g_b = self.grep_linear.weight, self.grep_linear.bias           # [8, dh], [8]
+            wq = self.q_proj.weight.view(h, dh, -1)                            # [H, dh, D]
+            ws.append(torch.einsum("od,hdi->hoi", g_w, wq).reshape(h * 8, -1))  # [8H, D]
+            bs.append((self.q_proj.bias.view(h, dh) @ g_w.T + g_b).reshape(h * 8))
+        w, b = torch.cat(ws), torch.cat(bs)
+        if not recording:
+            self._fused = (key, w.detach(), b.detach())
+        return w, b
 
     def forward(self, x: torch.Tensor, pos_bias: torch.Tensor | None,
                 key_padding: torch.Tensor | None) -> torch.Tensor:
         b, n, d = x.shape
-        q = self._split(self.q_proj(x))
-        k = self._split(self.k_proj(x))
-        v = self._split(self.v_proj(x))
+        h, dh = self.heads, self.head_dim
+        w, bias_in = self.fused_projection()
+        proj = F.linear(x, w, bias_in)                                   # [B, N, 3D (+ 8H)]
+        qkv = proj[..., : 3 * d].view(b, n, 3, h, dh).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)                                          # [B, H, N, dh] views
         bias = None
-        if pos_bias is not None:                                      # [H, N, N]
+        if pos_bias is not None:                                          # [H, N, N]
             if self.gated:
-                u = self.grep_linear(q).view(b, self.heads, n, 2, 4).sum(-1)
-                gate_a, gate_b = torch.sigmoid(u).chunk(2, dim=-1)   # [B, H, N, 1] each
-                gate = gate_a * (gate_b * self.grep_a - 1.0) + 2.0
-                bias = gate * pos_bias
+                u = proj[..., 3 * d:].view(b, n, h, 2, 4).sum(-1).transpose(1, 2)  # [B, H, N, 2]
+                gate_a, gate_b = torch.sigmoid(u).chunk(2, dim=-1)       # [B, H, N, 1] each
+                gate = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0).to(pos_bias.dtype).contiguous()
+                bias = gate * pos_bias               # [B, H, N, N] contiguous (SDPA would copy it otherwise)
             else:
                 bias = pos_bias.unsqueeze(0)
         if key_padding is not None:
@@ -359,13 +394,16 @@ class Encoder(nn.Module):
         self.layer_norm = nn.LayerNorm(d)
         self.cfg = cfg
 
-    def position_bias(self, n: int, device: torch.device) -> torch.Tensor | None:
-        """Ungated relative bias ``[H, N, N]`` from layer 0's table (None if disabled)."""
+    def position_bias(self, n: int, device: torch.device,
+                      dtype: torch.dtype | None = None) -> torch.Tensor | None:
+        """Ungated relative bias ``[H, N, N]`` from layer 0's table (None if disabled), contiguous
+        and in the attention's dtype: prepared once per batch, then only scaled per layer."""
         if not self.cfg.relative_position_embedding:
             return None
         buckets = relative_position_buckets(n, self.cfg.num_buckets, self.cfg.max_distance, device)
         table = self.layers[0].self_attn.relative_attention_bias
-        return table(buckets).permute(2, 0, 1)
+        bias = table(buckets).permute(2, 0, 1)
+        return bias.to(dtype or bias.dtype, memory_format=torch.contiguous_format)
 
     def forward(self, x: torch.Tensor, padding: torch.Tensor | None) -> torch.Tensor:
         if padding is not None:
@@ -377,7 +415,8 @@ class Encoder(nn.Module):
         if not self.cfg.layer_norm_first:
             x = self.layer_norm(x)
         x = F.dropout(x, self.cfg.dropout, self.training)
-        pos_bias = self.position_bias(n, x.device)
+        low = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
+        pos_bias = self.position_bias(n, x.device, low if low in (torch.bfloat16, torch.float16) else x.dtype)
         decay = self.cfg.layer_wise_gradient_decay_ratio
         for layer in self.layers:
             if self.training and decay != 1.0:

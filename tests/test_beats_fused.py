@@ -1,0 +1,88 @@
+"""BEATs attention runs q/k/v and the gate as one fused projection: same outputs and gradients as
+the separate official projections, checkpoint layout unchanged, cache follows weight updates."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from audioret.encoders.beats import BEATs, SelfAttention, randomize_, tiny_beats_config
+
+
+def separate_attention(att: SelfAttention, x: torch.Tensor, pos_bias: torch.Tensor,
+                       key_padding: torch.Tensor | None) -> torch.Tensor:
+    """The official computation: three projections, the gate from each head's query."""
+    b, n, d = x.shape
+    h, dh = att.heads, att.head_dim
+    split = lambda t: t.view(b, n, h, dh).transpose(1, 2)  # noqa: E731
+    q, k, v = split(att.q_proj(x)), split(att.k_proj(x)), split(att.v_proj(x))
+    u = att.grep_linear(q).view(b, h, n, 2, 4).sum(-1)
+    gate_a, gate_b = torch.sigmoid(u).chunk(2, dim=-1)
+    bias = (gate_a * (gate_b * att.grep_a - 1.0) + 2.0) * pos_bias
+    if key_padding is not None:
+        bias = bias.masked_fill(key_padding[:, None, None, :], float("-inf"))
+    scores = (q @ k.transpose(-1, -2)) / dh ** 0.5 + bias
+    out = scores.softmax(-1) @ v
+    return att.out_proj(out.transpose(1, 2).reshape(b, n, d))
+
+
+@pytest.fixture()
+def layer():
+    model = randomize_(BEATs(tiny_beats_config()), 3)
+    return model, model.encoder.layers[0].self_attn
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_fused_projection_matches_separate_projections_with_gradients(layer, padded):
+    model, att = layer
+    torch.manual_seed(0)
+    x = torch.randn(2, 24, att.heads * att.head_dim, requires_grad=True)
+    pos = model.encoder.position_bias(24, x.device)
+    mask = torch.zeros(2, 24, dtype=torch.bool)
+    if padded:
+        mask[1, 17:] = True
+    kp = mask if padded else None
+    ours = att(x, pos, kp)
+    ref = separate_attention(att, x, pos, kp)
+    assert torch.allclose(ours, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ours)
+    params = [att.q_proj.weight, att.k_proj.weight, att.v_proj.weight, att.grep_linear.weight, att.grep_linear.bias,
+              att.q_proj.bias, att.grep_a]
+    got = torch.autograd.grad((ours * g).sum(), params + [x])
+    want = torch.autograd.grad((ref * g).sum(), params + [x])
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_official_keys_unchanged_and_cache_follows_loaded_weights(layer):
+    model, att = layer
+    keys = set(model.state_dict())
+    assert {"encoder.layers.0.self_attn.q_proj.weight", "encoder.layers.0.self_attn.grep_linear.bias"} <= keys
+    assert not any("qkv" in k or "fused" in k for k in keys)
+    x = torch.randn(1, 16, att.heads * att.head_dim)
+    pos = model.encoder.position_bias(16, x.device)
+    with torch.no_grad():
+        before = att(x, pos, None)
+        other = randomize_(BEATs(tiny_beats_config()), 4)
+        model.load_state_dict(other.state_dict())  # in-place copies: the cached fused weight must go
+        after = att(x, pos, None)
+        ref = separate_attention(att, x, pos, None)
+    assert not torch.allclose(before, after)
+    assert torch.allclose(after, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_contiguous_bias_reaches_attention_without_a_copy(layer, monkeypatch):
+    """The gated bias is built contiguous (SDPA copies a strided mask: 13% of a CPU forward)."""
+    model, att = layer
+    seen = []
+    sdpa = F.scaled_dot_product_attention
+
+    def spy(q, k, v, attn_mask=None, **kw):
+        seen.append(attn_mask.is_contiguous())
+        return sdpa(q, k, v, attn_mask=attn_mask, **kw)
+
+    monkeypatch.setattr(F, "scaled_dot_product_attention", spy)
+    with torch.no_grad():
+        model.eval().extract_features(torch.randn(2, 16000) * 0.1)
+    assert seen and all(seen)
