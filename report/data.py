@@ -344,9 +344,32 @@ def read_run(folder: Path, label: str) -> Run:
         if run.curves is None:
             run.notes.append("no CSV training log (logs/metrics.csv): trained with --logger none, "
                              "tensorboard or wandb, or before logs were kept")
+    if kind == "heads":
+        added = {k: v for k, v in distill_metrics(folder).items() if k not in run.metrics}
+        if added:
+            run.metrics.update(added)
+            run.notes.append(f"{', '.join(added)}: from the distill run's table {folder.parent.parent / 'compare.json'} "
+                             "(audioret evaluate on its --test split, with its --multi-match annotations)")
     if data is None and kind != "evaluation":
         run.notes.append("no metrics.json: the run did not finish")
     return run
+
+
+DISTILL_STAGES = ("stage1", "stage2", "control")
+
+
+def distill_metrics(folder: Path) -> dict[str, float]:
+    """A distill stage run's (``D/stage2/seed=1``) row of its distill table ``D/compare.json`` as ``test/*``:
+    the stage's own metrics.json lacks what only that table has (mAP@k_multi from ``--multi-match``)."""
+    stage, seed = folder.parent.name, folder.name.removeprefix("seed=")
+    if stage not in DISTILL_STAGES or seed == folder.name:
+        return {}
+    rows = read_json(folder.parent.parent / "compare.json")
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("stage") == stage and str(row.get("seed")) == seed:
+            return {k if k.startswith("val/") else f"test/{k}": float(v) for k, v in row.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in ("seed",)}
+    return {}
 
 
 SEED_RE = re.compile(r"(^|[_/])seed=[^_/]+")
@@ -407,5 +430,5 @@ def pct(value: float | None) -> str:
 
 __all__ = ["Series", "Curves", "find_log", "parse_log", "read_curves", "flat_metrics", "QueryRow", "EvalAnalysis",
            "read_evaluation", "finish_analysis", "group_multi", "curve_ks", "eval_curves", "best_and_worst",
-           "rank_histogram", "top_results", "Run", "discover", "read_run", "labels_for", "group_of", "Group",
-           "compare_groups", "compare_keys", "demo_models", "pct"]
+           "rank_histogram", "top_results", "Run", "discover", "read_run", "distill_metrics", "labels_for",
+           "group_of", "Group", "compare_groups", "compare_keys", "demo_models", "pct"]

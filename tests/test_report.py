@@ -245,3 +245,23 @@ def test_distill_stages_pool_over_seeds():
     assert [(g.name, g.values) for g in groups] == [("stage1", [0.2, 0.4]), ("stage2", [0.5, 0.7]), ("control", [0.3])]
     assert groups[1].mean == pytest.approx(0.6) and groups[1].std == pytest.approx(0.2 / 2 ** 0.5)
     assert groups[2].std == 0.0 and D.compare_keys(runs) == ["test/mAP@10"]
+
+
+def test_a_distill_run_compares_its_tables_multi_match_metrics(tmp_path):
+    """A distill folder's stages: test/mAP@16_multi (evaluate with --multi-match) is only in the distill
+    table compare.json; the report's comparison shows it, with the same numbers as that table."""
+    rows = []
+    for stage, seed, m10, m16 in (("stage1", 1, 0.20, 0.11), ("stage1", 2, 0.24, 0.13), ("stage2", 1, 0.30, 0.17),
+                                  ("stage2", 2, 0.32, 0.19)):
+        run = tmp_path / "d" / stage / f"seed={seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"test/mAP@10": m10, "val/mAP@10": m10 + 0.01}))
+        rows.append({"stage": stage, "seed": seed, "mAP@16_multi": m16, "mAP@10": m10, "val/mAP@10": m10 + 0.01,
+                     "checkpoint": f"elsewhere/{stage}/seed={seed}/heads.pt"})
+    rows.append({"stage": "stage1", "seed": "mean", "mAP@16_multi": 0.12, "mAP@10": 0.22})
+    (tmp_path / "d" / "compare.json").write_text(json.dumps(rows))
+    build_report(ReportConfig(runs=[tmp_path / "d"], out=tmp_path / "rep"))
+    numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
+    groups = numbers["comparison"]["test/mAP@16_multi"]
+    assert [(g["group"], g["values"]) for g in groups] == [("stage1", [0.11, 0.13]), ("stage2", [0.17, 0.19])]
+    assert numbers["runs"]["stage2/seed=1"]["metrics"]["test/mAP@10"] == 0.30  # metrics.json's own value kept
