@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,10 +151,6 @@ class Vectors:
             sel = which == b
             out[sel] = self.blocks[b][ids[sel] - self.starts[b]]
         return out
-
-
-def iter_new_parts(manifest: dict[str, Any], start: int) -> Iterator[dict[str, Any]]:
-    yield from manifest["parts"][start:]
 
 
 def write_index_file(folder: Path, index, name: str = INDEX_FILE) -> None:
