@@ -1,6 +1,6 @@
 """PaSST-S (patch 16, stride 16): the official DCASE 2025 Task 6 baseline's audio encoder.
 
-Our own implementation, written from /work/shared/design/baseline.md sections 2-3 and checked
+Our own implementation, written from the project's design notes on the baseline (sections 2-3) and checked
 against hear21passt 0.0.26 (a test-only reference) on random weights in the release's layout
 (tests/test_passt_parity.py). No stdout, no downloads: weights come from a local file.
 
