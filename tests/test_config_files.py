@@ -387,3 +387,34 @@ def test_a_store_config_is_refused_by_another_stage(capsys, tmp_path):
     assert load_config_file(store) == {"stage": "extract", "max_seconds": 10.0}
     line = fails(["train-heads", "--config", str(store)], capsys)
     assert "audioret extract" in line and "audioret train-heads" in line
+
+
+def test_a_sweep_runs_saved_config_reruns_that_run_alone(parse, tmp_path):
+    """Each run of a train-heads sweep saves its own config (config.json, and heads.pt's train_config in the
+    same form): --config RUN_DIR resolves to that one run, not to the whole sweep again below it."""
+    import torch
+
+    from audioret.models import load_heads
+    from audioret.train_heads.config import TrainHeadsConfig
+    from audioret.train_heads.run import Splits, expand_sweep, run
+    from audioret.train_heads.synthetic import synthetic_split
+
+    splits = Splits(synthetic_split("dev", 32, seed=1), {}, {"path": "memory"})
+    cfg = TrainHeadsConfig(out=tmp_path / "sweep", seeds=[1, 2], max_epochs=1, rampdown_epochs=1, embed_dim=8,
+                           hidden_dim=16, batch_size=16, progress=False, floor="none", logger="none", val=None,
+                           test=None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run(cfg, splits)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("seed=1", "seed=2"):
+        folder = cfg.out / name
+        again, _ = resolved(*parse(["train-heads", "--config", str(folder)]))
+        assert again == dataclasses.replace(cfg, seeds=[], seed=int(name[-1]), out=folder)
+        assert expand_sweep(again) == [(name, again)]  # one run, into its own folder
+        assert load_heads(folder / "heads.pt").checkpoint_info["train_config"] == json.loads(
+            (folder / "config.json").read_text())
+    whole, _ = resolved(*parse(["train-heads", "--config", str(cfg.out)]))
+    assert whole == cfg  # the sweep folder's config.json: the whole sweep

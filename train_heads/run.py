@@ -85,7 +85,8 @@ def expand_sweep(cfg: TrainHeadsConfig) -> list[tuple[str, TrainHeadsConfig]]:
     for values in itertools.product(*[a[2] for a in axes]):
         changes = {target: v for (_, target, _), v in zip(axes, values)}
         name = "_".join(f"{target}={v}" for target, v in changes.items())
-        runs.append((name, dataclasses.replace(cfg, **changes, out=cfg.out / name)))
+        # each run's own config (saved with it: --config reruns that run alone, not the sweep again below it)
+        runs.append((name, dataclasses.replace(cfg, **changes, **{a[0]: [] for a in axes}, out=cfg.out / name)))
     return runs
 
 
@@ -215,6 +216,7 @@ def train_one(cfg: TrainHeadsConfig, splits: Splits, name: str = "heads") -> Run
         path = save_heads(cfg.out / "heads.pt", module.heads.cpu(), store=splits.store, metrics=metrics,
                           train_config=to_dict(cfg))
         atomic_write_text(cfg.out / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        save_json(cfg, cfg.out / "config.json")  # this run's config (a sweep's run too): --config RUN_DIR reruns it
     params = {k: getattr(cfg, k) for k in SWEEP_FIELDS.values()}
     return RunResult(name, params, metrics, path, time.perf_counter() - t0)
 
