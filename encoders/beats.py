@@ -304,8 +304,10 @@ class SelfAttention(nn.Module):
         Rebuilt whenever autograd records (training) or a parameter changed (in-place version
         counters); otherwise cached, so a frozen encoder concatenates once."""
         params = self._projection_params()
-        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
         recording = torch.is_grad_enabled() and any(p.requires_grad for p in params)
+        if torch.compiler.is_compiling():  # traced once into the graph; no Python-side cache
+            recording = True
+        key = () if recording else tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
         if not recording and self._fused is not None and self._fused[0] == key:
             return self._fused[1], self._fused[2]
         h, dh = self.heads, self.head_dim
