@@ -174,11 +174,23 @@ def split_listing(desc: dict[str, Any]) -> dict[str, Any]:
         st = open_store(desc["store"])
         audio, text = st.audio(desc["split"]), st.text(desc["split"])
         return {"identity": {k: st.metadata.get(k) for k in IDENTITY_KEYS}, "audio": list(audio.ids),
-                "captions": list(text.ids), "clip_index": [int(c) for c in text.column("clip_index").tolist()]}
+                "captions": list(text.ids), "clip_index": [int(c) for c in text.column("clip_index").tolist()],
+                "written": store_written(st, desc["split"])}
     items = _items(desc)
     stats = [(p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None for p in map(Path, items.audio_paths)]
     return {"audio": list(items.audio_fnames), "files": stats, "captions": list(items.captions),
             "caption_fnames": list(items.caption_fnames or [])}
+
+
+def store_written(st: Any, split: str) -> dict[str, Any]:
+    """When the split's features were written and what their files hold: the store's creation time and
+    every part record (each completed part lists its shard files with size and crc32c), so a store
+    extracted again, or a part rewritten, with the same ids does not reuse embeddings of the old features."""
+    out: dict[str, Any] = {"created": st.metadata.get("created")}
+    for kind in ("audio", "text"):
+        records = st.records(split, kind)
+        out[kind] = [records.read_part(p) for p in range(st.plan_of(split, kind).num_parts)]
+    return out
 
 
 def listing_sha256(desc: dict[str, Any]) -> str:

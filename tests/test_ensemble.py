@@ -78,10 +78,9 @@ def test_old_single_checkpoint_configs_still_load():
 
 # --------------------------------------------------------------------------- heads over a tiny store
 
-@pytest.fixture
-def store_run(tmp_path):
-    """A random store split (9 clips x 3 captions) and multi-match annotations; heads made on demand."""
-    rng = np.random.default_rng(0)
+def write_store(path, seed: int = 0, overwrite: bool = False) -> tuple[list[str], list[str]]:
+    """A random store split (9 clips x 3 captions, values from ``seed``); returns (clips, captions)."""
+    rng = np.random.default_rng(seed)
     clips = [f"clip {i}, &amp;.wav" for i in range(9)]
     frames = [rng.normal(size=(int(rng.integers(3, 9)), DA)) for _ in clips]
     windows = [rng.normal(size=(1 + i % 2, DA)) for i in range(len(clips))]
@@ -91,7 +90,7 @@ def store_run(tmp_path):
             captions.append(f"sound {i} take {j}")
             clip_index.append(i)
             tokens.append(rng.normal(size=(int(rng.integers(2, 6)), DT)))
-    st = create_store(tmp_path / "store.zarr", META)
+    st = create_store(path, META, overwrite=overwrite)
     st.plan_audio("eval", clips, [len(f) for f in frames], [len(w) for w in windows], dim=DA)
     st.plan_text("eval", captions, clip_index, [len(t) for t in tokens], dim=DT)
     with st.writer("eval", "audio", 0) as w:
@@ -100,6 +99,13 @@ def store_run(tmp_path):
     with st.writer("eval", "text", 0) as w:
         for j, t in enumerate(tokens):
             w.put(j, tokens=t, first=t[0])
+    return clips, captions
+
+
+@pytest.fixture
+def store_run(tmp_path):
+    """A random store split (9 clips x 3 captions) and multi-match annotations; heads made on demand."""
+    clips, captions = write_store(tmp_path / "store.zarr")
     ann = tmp_path / "ann.csv"
     with ann.open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -241,6 +247,26 @@ def test_adding_a_member_embeds_only_the_new_one(store_run, monkeypatch):
     assert evaluate_main(["--checkpoint", str(ckpts[0]), "--store", str(r["store"]), "--annotations",
                           str(r["ann"]), "--out", str(fresh), "--no-embedding-cache"]) == 0
     assert calls[-1] == "a" and not (fresh / "embeddings").exists()
+
+
+def test_a_re_extracted_store_is_embedded_again(store_run, monkeypatch):
+    """The same ids and encoders but other features (the store extracted again): the kept embeddings
+    are stale and must not be reused (they would score the old features)."""
+    r = store_run
+    calls = []
+    real = MB.compute_member
+    monkeypatch.setattr(MB, "compute_member", lambda plan, inputs: calls.append(1) or real(plan, inputs))
+    a = heads(r, "a", 0)
+    ev = r["tmp"] / "ev"
+    argv = ["--checkpoint", str(a), "--store", str(r["store"]), "--annotations", str(r["ann"]), "--out", str(ev)]
+    assert evaluate_main(argv) == 0 and evaluate_main(argv) == 0
+    assert len(calls) == 1  # unchanged store: reused
+    write_store(r["store"], seed=5, overwrite=True)
+    text, audio, src = direct(a, r["store"])
+    want = evaluate_embeddings(text, audio, src.captions, src.audio_fnames, load_ground_truth([r["ann"]]),
+                               caption_fnames=src.caption_fnames).metrics
+    assert evaluate_main(argv) == 0
+    assert len(calls) == 2 and metrics_of(ev)["metrics"] == want
 
 
 def test_a_config_saved_before_ensembles_runs_through_config(store_run, tmp_path):
