@@ -157,6 +157,12 @@ def _is_stale(holder: str, path: Path) -> bool:
     return False
 
 
+def is_stale_file(path: Path) -> bool:
+    """True for a lock file left by a process of this host that no longer runs (or one left empty)."""
+    holder = _read(path)
+    return holder is not None and _is_stale(holder, path)
+
+
 def _remove_if_same(path: Path, holder: str) -> None:
     """Take a stale lock away without ever deleting a live one: move it aside first (atomic), then
     look at what was moved; a lock another process created meanwhile is put back."""

@@ -25,7 +25,10 @@ def _tables(st: FeatureStore) -> list[tuple[str, str]]:
 
 
 def _refuse_writers(st: FeatureStore, root: Any) -> None:
-    held = sorted(root.glob(".audioret.*.lock")) if root is not None and root.is_dir() else []
+    """One line naming a writer's lock file; locks of dead processes of this host (a killed extract) do
+    not count (a new writer cannot take one meanwhile: it needs the identity lock the upgrade holds)."""
+    found = sorted(root.glob(".audioret.*.lock")) if root is not None and root.is_dir() else []
+    held = [p for p in found if not lock.is_stale_file(p)]
     if held:
         raise StoreError(f"store {st.where} is being written ({held[0]} exists): upgrade it when no "
                          f"`audioret extract` runs there (if none runs any more, delete {held[0]})")

@@ -209,3 +209,18 @@ def test_a_writer_lock_is_not_taken_while_an_upgrade_holds_the_store(tmp_path):
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_writer_lock_of_a_dead_process_does_not_block_the_upgrade(tmp_path, capsys):
+    import socket
+    import subprocess
+
+    from audioret.store.cli import main
+
+    path = tmp_path / "old.zarr"
+    _small(path, version=1)
+    dead = subprocess.Popen(["true"])
+    dead.wait()   # an extract of this host that was killed: its lock file stays behind
+    (path / ".audioret.shard-0-of-1.lock").write_text(f"{socket.gethostname()} {dead.pid}\n")
+    assert main(["upgrade", str(path)]) == 0, capsys.readouterr().err
+    assert open_store(path).format_version == 2
