@@ -7,7 +7,9 @@ strict keys. audioret's finetune checkpoints keep the same model keys under Ligh
 prefix, may hold ``_orig_mod.`` (torch.compile) and store BEATs' shared relative-position table once.
 This stage rewrites the keys (no prefix, no ``_orig_mod.``, the shared table repeated for every layer
 as the reference BEATs lists it) and the hyper-parameters (the seed's names and defaults, values taken
-from the run where the names agree). Weights are copied bit for bit, so the seed's embeddings equal
+from the run where the names agree). A PaSST model (``--audio-encoder passt``) is written for the
+official baseline's module instead: same keys (the release layout, AudioSet heads included), its
+hyper-parameters (with ``s_patchout_t``/``s_patchout_f``, without ``precision``/``beats_ckpt_path``). Weights are copied bit for bit, so the seed's embeddings equal
 audioret's (tests/test_export_seed.py). The input loads weights-only (models/checkpoint.py); the
 output holds only tensors, numbers, strings and None, so it loads weights-only too.
 """
@@ -41,10 +43,15 @@ SEED_HPARAMS: dict[str, Any] = {
     "ablate_clean_setup": True, "data_path": "data", "checkpoints_path": "checkpoints", "train": True,
     "test": True, "precision": "16-mixed", "beats_ckpt_path": None,
 }
+# The official baseline (PaSST): the same options without --precision/--beats_ckpt_path, with patchout.
+OFFICIAL_HPARAMS: dict[str, Any] = {
+    **{k: v for k, v in SEED_HPARAMS.items() if k not in ("precision", "beats_ckpt_path")},
+    "s_patchout_t": 15, "s_patchout_f": 2}
 # not carried over: a fresh checkpoint resumes nothing
 NOT_CARRIED = ("resume_ckpt_path", "load_ckpt_path")
 SEED_TEXT_DIMS = {1024: False, 768: True}  # text projection input -> roberta_base
-SEED_AUDIO_ENCODERS = (None, "beats", "tiny-beats")
+SEED_AUDIO_ENCODERS = (None, "beats", "tiny-beats", "passt", "tiny-passt")
+PASST_ENCODERS = ("passt", "tiny-passt")
 _LAYER = re.compile(re.escape(BEATS_PREFIX) + r"encoder\.layers\.(\d+)\.")
 _BIAS = "self_attn.relative_attention_bias.weight"
 
@@ -83,11 +90,19 @@ def _plain_value(value: Any) -> Any:
     return str(value)
 
 
+def is_passt(hp: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> bool:
+    """The official baseline's PaSST tower (recognised by its time positional embedding, as on load)."""
+    return f"{BEATS_PREFIX}time_new_pos_embed" in state
+
+
 def seed_hparams(hp: Mapping[str, Any], state: Mapping[str, torch.Tensor],
                  beats_ckpt_path: Path | None, source: Path) -> dict[str, Any]:
-    """The seed's argparse dict: its names and defaults, values from ``hp`` where the names agree."""
-    out = dict(SEED_HPARAMS)
-    for key in SEED_HPARAMS:
+    """The seed's argparse dict (the official baseline's for PaSST): its names and defaults, values from
+    ``hp`` where the names agree."""
+    passt = is_passt(hp, state)
+    defaults = OFFICIAL_HPARAMS if passt else SEED_HPARAMS
+    out = dict(defaults)
+    for key in defaults:
         if key in hp and key not in NOT_CARRIED:
             out[key] = _plain_value(hp[key])
     for key in ("warmup_epochs", "rampdown_epochs"):  # the seed's flags are ints
@@ -99,6 +114,8 @@ def seed_hparams(hp: Mapping[str, Any], state: Mapping[str, torch.Tensor],
     else:  # a test or custom text model: the seed's strict load fails unless its build is adapted too
         log.warning("%s: text projection takes %d-d input; the seed builds roberta-large (1024) or roberta-base "
                     "(768)", source, text_in)
+    if passt:
+        return out  # the official module builds PaSST from hear21passt, no file
     if beats_ckpt_path is not None:
         out["beats_ckpt_path"] = str(beats_ckpt_path)
     if not out["beats_ckpt_path"]:
@@ -111,10 +128,15 @@ def check_exportable(hp: Mapping[str, Any], state: Mapping[str, torch.Tensor], s
     """Refuse models the seed cannot build; warn where it builds them but behaves differently."""
     name = hp.get("audio_encoder")
     if name not in SEED_AUDIO_ENCODERS:
-        raise ValueError(f"{source}: audio encoder {name!r}: export-seed writes the seed's BEATs layout "
-                         f"(audio encoders {', '.join(str(n) for n in SEED_AUDIO_ENCODERS[1:])})")
+        raise ValueError(f"{source}: audio encoder {name!r}: export-seed writes the seed's BEATs layout or the "
+                         f"official PaSST one (audio encoders {', '.join(str(n) for n in SEED_AUDIO_ENCODERS[1:])})")
+    if name is not None and (name in PASST_ENCODERS) != is_passt(hp, state):
+        raise ValueError(f"{source}: hyper_parameters say audio_encoder={name!r} but the weights are "
+                         f"{'a PaSST' if is_passt(hp, state) else 'not a PaSST'} tower; the checkpoint was edited "
+                         "or mixed up")
     if not any(k.startswith(BEATS_PREFIX) for k in state):
-        raise ValueError(f"{source}: no BEATs weights under {BEATS_PREFIX!r}; not a BEATs finetune checkpoint")
+        raise ValueError(f"{source}: no audio encoder weights under {BEATS_PREFIX!r}; not a finetune checkpoint "
+                         "of the seed's layout")
     if int(state["audio_projection.weight"].shape[0]) != 1024:
         raise ValueError(f"{source}: embedding size {int(state['audio_projection.weight'].shape[0])}; the seed's "
                          "projections are 1024-d (--embed-dim 1024)")
@@ -155,8 +177,8 @@ def run(cfg: ExportSeedConfig) -> Path:
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
-    log.info("wrote %s: %d tensors in the seed's layout (roberta_base=%s, beats_ckpt_path=%s)", out, len(state),
-             seed_ckpt["hyper_parameters"]["roberta_base"], seed_ckpt["hyper_parameters"]["beats_ckpt_path"])
+    log.info("wrote %s: %d tensors in the %s layout (roberta_base=%s)", out, len(state),
+             "official PaSST baseline's" if is_passt(hp, state) else "seed's BEATs", seed_ckpt["hyper_parameters"]["roberta_base"])
     return out
 
 
@@ -185,4 +207,4 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["ExportSeedConfig", "run", "main", "seed_state_dict", "seed_hparams", "SEED_HPARAMS"]
+__all__ = ["ExportSeedConfig", "run", "main", "seed_state_dict", "seed_hparams", "SEED_HPARAMS", "OFFICIAL_HPARAMS"]

@@ -161,4 +161,52 @@ def test_refusals_are_one_line(tmp_path, capsys):
     ck["hyper_parameters"]["audio_encoder"] = "passt"
     torch.save(ck, tmp_path / "passt.ckpt")
     assert main([str(tmp_path / "passt.ckpt"), str(tmp_path / "p.ckpt")]) == 2
+    assert "mixed up" in capsys.readouterr().err
+    ck["hyper_parameters"]["audio_encoder"] = "clap"
+    torch.save(ck, tmp_path / "clap.ckpt")
+    assert main([str(tmp_path / "clap.ckpt"), str(tmp_path / "c.ckpt")]) == 2
     assert "BEATs layout" in capsys.readouterr().err
+
+
+class OfficialModule(pl.LightningModule):
+    """The official baseline's module layout (PaSST under audio_embedding_model.model.model, AudioSet heads
+    included) and hyper-parameter reads, with tiny encoders."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        from audioret.encoders.passt import PaSST, tiny_passt_config
+
+        self.save_hyperparameters(kwargs)
+        assert kwargs["s_patchout_t"] >= 0 and kwargs["s_patchout_f"] >= 0 and "beats_ckpt_path" not in kwargs
+        passt = PaSST(tiny_passt_config())
+        self.audio_embedding_model = nn.Module()
+        self.audio_embedding_model.model = nn.Module()
+        self.audio_embedding_model.model.model = passt
+        self.audio_projection = nn.Linear(passt.cfg.embed_dim, 1024)
+        text = build_text_encoder("tiny-roberta")
+        self.text_embedding_model = text.model.model if hasattr(text.model, "model") else text.model
+        self.text_projection = nn.Linear(self.text_embedding_model.config.hidden_size, 1024)
+        self.tau = nn.Parameter(torch.zeros(1) + kwargs["initial_tau"], requires_grad=kwargs["tau_trainable"])
+
+
+def test_passt_model_exports_for_the_official_module(tmp_path):
+    from audioret.finetune.export_seed import OFFICIAL_HPARAMS
+    from audioret.models.dual_encoder import build_dual_encoder
+
+    torch.manual_seed(0)
+    model = build_dual_encoder({"audio_encoder": "tiny-passt", "text_model": "tiny-roberta"}).eval()
+    hp = {"audio_encoder": "tiny-passt", "text_model": "tiny-roberta", "s_patchout_t": 9, "s_patchout_f": 1,
+          "beats_ckpt_path": None, "precision": "bf16-mixed"}
+    src, out = tmp_path / "ours.ckpt", tmp_path / "official.ckpt"
+    torch.save({"epoch": 0, "global_step": 3, "pytorch-lightning_version": pl.__version__, "hyper_parameters": hp,
+                "state_dict": {"model." + k: v for k, v in model.state_dict().items()}}, src)
+    assert main([str(src), str(out)]) == 0
+    ck = torch.load(out, weights_only=True)
+    assert set(ck["hyper_parameters"]) == set(OFFICIAL_HPARAMS) and ck["hyper_parameters"]["s_patchout_t"] == 9
+    official = OfficialModule.load_from_checkpoint(out, map_location="cpu", strict=True, weights_only=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(official.state_dict()[k], v), k
+    back = load_finetuned(out, text_model="tiny-roberta")  # and audioret reads the export again
+    wave = torch.randn(16000 * 3) * 0.1
+    with torch.no_grad():
+        torch.testing.assert_close(back.embed_audio([wave]), model.embed_audio([wave]))
