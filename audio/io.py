@@ -68,7 +68,7 @@ def _decode(path: Path, frames_at: Callable[[int], int | None]) -> tuple[np.ndar
             frames = -1 if max_frames is None else int(max_frames)
             if _is_mpeg(f.format) and length_is_guessed(path):  # libsndfile would stop at its guess
                 data = _ffmpeg_frames(path, int(f.channels), max_frames)
-                expected = data.shape[0] if max_frames is None else max(data.shape[0], expected)
+                expected = data.shape[0]  # ffmpeg decoded to the end (then cut): the guess says nothing
             else:
                 data = f.read(frames=frames, dtype="float32", always_2d=True)  # [S, C]
             lossy = (f.format or "").upper() in _LOSSY_FORMATS
