@@ -134,7 +134,7 @@ def evaluation_section(rep: Report, run: Run, ev: EvalAnalysis, cfg: ReportConfi
     if check:
         rep.add("table", (["metric", "curve at k, %", "metrics.json, %"], check))
     if top_fn is None:
-        top_fn, where = scores_for(run.config, cfg.predictions)
+        top_fn, where = scores_for(run.config, cfg.predictions, ev)
     multi = bool(ev.multi)
     score_k = 16 if multi else 10
     best, worst = best_and_worst(ev.queries, cfg.top)

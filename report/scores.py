@@ -40,9 +40,10 @@ def from_score_matrix(path: Path) -> TopFn:
     return _lookup(sub.captions, sub.fnames, lambda r: sub.scores[r])
 
 
-def from_record(config: dict[str, Any]) -> TopFn | None:
+def from_record(config: dict[str, Any], ev: EvalAnalysis | None = None) -> TopFn | None:
     """Recompute scores as the evaluation did: its heads checkpoint over its store split (None when the
-    record names no store, the files are gone, or the checkpoint is a finetune one: raw audio is slow)."""
+    record names no store, the files are gone, the checkpoint is a finetune one: raw audio is slow, or the
+    recomputed scores do not give ``ev``'s recorded ranks: a checkpoint retrained since, another store)."""
     from audioret.evaluate.model import embed_all, load_store_source
     from audioret.evaluate.sources import HEADS, checkpoint_kind
 
@@ -56,7 +57,30 @@ def from_record(config: dict[str, Any]) -> TopFn | None:
     src = load_store_source(ckpt, store, split)
     text = embed_all(src.embed_text, len(src.captions), 256)    # [Q, D]
     audio = embed_all(src.embed_audio, len(src.audio_fnames), 256)  # [A, D]
+    if ev is not None and not agrees(ev.single_rows, src.captions, src.audio_fnames, text, audio):
+        log.warning("report: %s on %s (%s) no longer ranks as the evaluation %s did (the checkpoint or the store "
+                    "changed since): its top results are left out", ckpt, store, split, ev.source)
+        return None
     return _lookup(src.captions, src.audio_fnames, lambda r: text[r] @ audio.T)
+
+
+def agrees(rows: Sequence[QueryRow], captions: Sequence[str], fnames: Sequence[str], text: torch.Tensor,
+           audio: torch.Tensor, share: float = 0.95) -> bool:
+    """Whether these embeddings give the evaluation's recorded ranks (single-match rows: each caption's own
+    clip) for at least ``share`` of the captions (not all: a near-tie may flip between devices/precisions)."""
+    row_of: dict[str, int] = {}
+    for i, c in enumerate(captions):
+        row_of[c] = -1 if c in row_of else i   # a repeated caption: its row is ambiguous, not checked
+    col_of = {f: j for j, f in enumerate(fnames)}
+    pairs = [(row_of[q.query], col_of[q.files[0]], q.ranks[0]) for q in rows
+             if row_of.get(q.query, -1) >= 0 and q.files and q.files[0] in col_of]
+    if not pairs:
+        return True
+    rs, cs, want = (torch.tensor(x) for x in zip(*pairs))
+    scores = text[rs].float() @ audio.float().T                  # [P, A]
+    target = scores.gather(1, cs[:, None])                       # [P, 1]
+    ahead = (scores > target).sum(1) + ((scores == target) & (torch.arange(scores.shape[1]) < cs[:, None])).sum(1)
+    return bool(((ahead + 1) == want).float().mean() >= share)
 
 
 def evaluate_heads(checkpoint: Path, store: Path, split: str, *, score_k: int = 16) -> tuple[EvalAnalysis, TopFn]:
@@ -84,10 +108,11 @@ def evaluate_heads(checkpoint: Path, store: Path, split: str, *, score_k: int = 
     return finish_analysis(out), _lookup(src.captions, src.audio_fnames, lambda r: text[r] @ audio.T)
 
 
-def scores_for(config: dict[str, Any], predictions: Path | None) -> tuple[TopFn | None, str]:
+def scores_for(config: dict[str, Any], predictions: Path | None,
+               ev: EvalAnalysis | None = None) -> tuple[TopFn | None, str]:
     """(top-results function or None, where the scores come from)."""
     try:
-        fn = from_record(config)
+        fn = from_record(config, ev)
         if isinstance(config.get("checkpoint"), list):
             config = {**config, "checkpoint": config["checkpoint"][0]}
         if fn is not None:

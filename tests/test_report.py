@@ -265,3 +265,29 @@ def test_a_distill_run_compares_its_tables_multi_match_metrics(tmp_path):
     groups = numbers["comparison"]["test/mAP@16_multi"]
     assert [(g["group"], g["values"]) for g in groups] == [("stage1", [0.11, 0.13]), ("stage2", [0.17, 0.19])]
     assert numbers["runs"]["stage2/seed=1"]["metrics"]["test/mAP@10"] == 0.30  # metrics.json's own value kept
+
+
+def test_top_results_of_an_evaluation_whose_checkpoint_changed_since_are_left_out(splits, tmp_path):
+    """Top results are recomputed from the evaluation's checkpoint: only while it still ranks as recorded
+    (a run retrained into the same folder would list other clips than the ranks shown beside them)."""
+    from audioret.evaluate.cli import run as evaluate
+    from audioret.evaluate.config import EvaluateConfig
+    from audioret.train_heads.store_reader import write_feature_split
+
+    store = tmp_path / "synth.zarr"
+    for name, seed, n in (("dev", 1, 96), ("eval", 3, 32)):
+        write_feature_split(store, synthetic_split(name, n, seed=seed))
+    heads = tmp_path / "runs" / "h"
+    run_heads(heads_cfg(heads, store=store, val=None, max_epochs=1, rampdown_epochs=1), None)
+    evaluate(EvaluateConfig(checkpoint=[heads / "heads.pt"], store=store, split="eval", out=tmp_path / "ev",
+                            skip_unmatched=True), show=False)
+
+    def listed() -> dict:
+        build_report(ReportConfig(runs=[tmp_path / "ev"], out=tmp_path / "rep"))
+        return json.loads((tmp_path / "rep" / "report.json").read_text())["evaluations"]["ev"]
+
+    info = listed()
+    assert info["scores_from"].startswith("recomputed") and all(q["top"] for q in info["best"] + info["worst"])
+    run_heads(heads_cfg(heads, store=store, val=None, max_epochs=1, rampdown_epochs=1, seed=7, max_lr=3e-2), None)
+    info = listed()
+    assert "no scores" in info["scores_from"] and not any(q["top"] for q in info["best"] + info["worst"])
