@@ -331,6 +331,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigFileError(f"{path}: a folder without config.json (a run folder) or zarr.json (a feature "
                                   "store); pass a config file")
         p = found[0]
+    if _is_checkpoint(p):
+        run = p.parent.parent if p.parent.name == "checkpoints" else p.parent
+        raise ConfigFileError(f"{path}: a checkpoint, not a config: its run's config is the run folder's "
+                              f"config.json (pass the folder: --config {run})")
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -353,6 +357,16 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     if "stage" not in doc and isinstance(doc.get("config"), dict):
         return dict(doc["config"])
     return doc
+
+
+def _is_checkpoint(p: Path) -> bool:
+    """A torch checkpoint (zip archive or legacy pickle), which --config cannot read without loading it."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def _parse_text(text: str, source: str, *, json_only: bool) -> Any:

@@ -418,3 +418,17 @@ def test_a_sweep_runs_saved_config_reruns_that_run_alone(parse, tmp_path):
             (folder / "config.json").read_text())
     whole, _ = resolved(*parse(["train-heads", "--config", str(cfg.out)]))
     assert whole == cfg  # the sweep folder's config.json: the whole sweep
+
+
+def test_a_checkpoint_given_as_config_says_where_its_config_is(capsys, tmp_path):
+    import torch
+
+    ckpt = tmp_path / "run" / "heads.pt"
+    ckpt.parent.mkdir()
+    torch.save({"train_config": {"stage": "train-heads"}}, ckpt)
+    line = fails(["train-heads", "--config", str(ckpt)], capsys)
+    assert str(ckpt) in line and "checkpoint" in line and f"--config {ckpt.parent}" in line
+    lightning = tmp_path / "ft" / "checkpoints" / "epoch=3.ckpt"  # finetune: checkpoints/ below the run folder
+    lightning.parent.mkdir(parents=True)
+    torch.save({"hyper_parameters": {}}, lightning)
+    assert f"--config {tmp_path / 'ft'})" in fails(["finetune", "--config", str(lightning)], capsys)
