@@ -33,6 +33,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 
+from audioret.audio import RESAMPLER
 from audioret.config import atomic_write_text, save_json, to_dict
 from audioret.errors import InputError, output_faults
 from audioret.logs import tame_lightning
@@ -160,7 +161,8 @@ def open_audio_store(cfg: FinetuneConfig, identity: dict[str, Any]) -> Any:
     expect = store_expectation(identity)
     pre = open_store(cfg.audio_store).metadata.get("preprocessing")
     if isinstance(pre, dict) and "max_seconds" in pre:  # written by audioret extract
-        expect["preprocessing"] = {"max_seconds": cfg.max_seconds}
+        # live audio is resampled with RESAMPLER: features of another resampler are not mixed in
+        expect["preprocessing"] = {"max_seconds": cfg.max_seconds, "resampler": RESAMPLER}
     return open_store(cfg.audio_store, expect=expect)
 
 

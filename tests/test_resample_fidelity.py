@@ -112,3 +112,11 @@ def test_store_made_with_another_resampler_is_refused(synth_corpus, tmp_path, mo
     # store verify --deep (extract --verify-sample) says why instead of calling every item damaged
     with pytest.raises(StoreMismatchError, match=r"preprocessing\.resampler"):
         run(ExtractConfig(**kw, verify_sample=2))
+    # a frozen-audio fine-tune does not train on another resampler's features either
+    from audioret.encoders.registry import build_audio_encoder
+    from audioret.finetune.config import FinetuneConfig
+    from audioret.finetune.run import open_audio_store
+
+    identity = build_audio_encoder("tiny-beats").identity
+    with pytest.raises(StoreMismatchError, match=r"preprocessing\.resampler"):
+        open_audio_store(FinetuneConfig(audio_store=store), identity)
