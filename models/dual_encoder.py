@@ -200,6 +200,17 @@ def audio_checkpoint_of(spec: Mapping[str, Any]) -> Any:
     return spec.get("beats_ckpt_path")
 
 
+def check_passt_file(spec: Mapping[str, Any]) -> None:
+    """A PaSST weights file named in a finetune config must exist; the error names the finetune flag it
+    came from (the encoder loader only knows extract's --audio-checkpoint)."""
+    path = audio_checkpoint_of(spec)
+    if path is None or Path(path).is_file():
+        return
+    flag = "--passt_ckpt_path" if spec.get("passt_ckpt_path") else "--load_ckpt_path"
+    raise FileNotFoundError(f"{flag} {path}: no such file; pass the PaSST release file "
+                            "passt-s-f128-p16-s16-ap.468.pt or the baseline's Lightning .ckpt")
+
+
 def build_dual_encoder(spec: Mapping[str, Any], device: str | torch.device = "cpu", *,
                        audio_weights: Mapping[str, Tensor] | None = None,
                        audio_source: str | Path | None = None) -> DualEncoder:
@@ -211,6 +222,8 @@ def build_dual_encoder(spec: Mapping[str, Any], device: str | torch.device = "cp
     from audioret.encoders.registry import build_audio_encoder, build_text_encoder
 
     name = spec.get("audio_encoder") or "beats"
+    if name in PASST_NAMES and audio_weights is None:
+        check_passt_file(spec)
     audio = build_audio_encoder(name, checkpoint=audio_source if audio_weights is not None
                                 else audio_checkpoint_of(spec), device=device,
                                 frozen=not bool(spec.get("audio_trainable", False)),

@@ -130,3 +130,15 @@ def test_passt_without_weights_is_one_clear_error(synth_corpus, tmp_path):
 
     assert main(["--data_path", str(synth_corpus), "--audio-encoder", "passt", "--text-model", "tiny-roberta",
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_a_missing_passt_file_names_the_finetune_flag(synth_corpus, tmp_path, capsys):
+    from audioret.finetune.cli import main
+
+    missing = tmp_path / "nowhere" / "passt.pt"
+    argv = ["--data_path", str(synth_corpus), "--audio-encoder", "passt", "--text-model", "tiny-roberta",
+            "--out", str(tmp_path / "x"), "--passt_ckpt_path", str(missing)]
+    assert main(argv) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"--passt_ckpt_path {missing}: no such file" in errors[0]
+    assert "--audio-checkpoint" not in errors[0]
