@@ -295,6 +295,15 @@ class StageParser(argparse.ArgumentParser):
             sections[name] = _field_values(cls, section, f"{source}: {name}", self.stage,
                                            exclude=self._field_names())
         rest = {k: v for k, v in doc.items() if k != "stage" and k not in self.sections}
+        mine = self._field_names()
+        for key in rest:
+            name = str(key).replace("-", "_")
+            owner = next((sec for sec, cls in self.sections.items() if name not in mine
+                          and name in {f.name for f in dataclasses.fields(cls)}), None)
+            if owner is not None:  # a flag of the section given at the top level, as on the command line
+                raise ConfigFileError(f"{source}: {key!r} is a {getattr(self.sections[owner], 'STAGE', owner)} "
+                                      f"setting: put it under `{owner}:` (as `audioret {self.stage} --print-config` "
+                                      "shows)")
         return _field_values(self.config_cls, rest, source, self.stage), sections
 
     # ---- printing

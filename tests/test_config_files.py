@@ -432,3 +432,11 @@ def test_a_checkpoint_given_as_config_says_where_its_config_is(capsys, tmp_path)
     lightning.parent.mkdir(parents=True)
     torch.save({"hyper_parameters": {}}, lightning)
     assert f"--config {tmp_path / 'ft'})" in fails(["finetune", "--config", str(lightning)], capsys)
+
+
+def test_a_distill_run_file_with_a_train_heads_key_at_the_top_says_where_it_goes(parse, capsys, tmp_path):
+    path = _write(tmp_path / "d.yaml", "teachers: 2\nmax-lr: 0.01\n")   # as the flags are given on the command line
+    line = fails(["distill", "run", "--config", str(path)], capsys)
+    assert str(path) in line and "'max-lr'" in line and "under `heads:`" in line
+    _, ns = parse(["distill", "run", "--config", str(_write(tmp_path / "e.yaml", "teachers: 2\nheads:\n  max-lr: 0.01\n"))])
+    assert ns.teachers == 2 and ns.heads.max_lr == 0.01
