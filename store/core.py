@@ -240,19 +240,19 @@ class FeatureStore:
     def records(self, split: str, kind: str) -> TableRecords:
         """Where the table's plan and part records are kept (depends on the store's format version)."""
         legacy = self.format_version < 2
-        if legacy and self.writable:
-            self._refuse_if_upgraded()
+        if legacy and self._upgraded_since():
+            if self.writable:   # its records would go to the old place, which the upgraded store ignores
+                raise StoreError(f"store {self.where} was upgraded to format version {meta.FORMAT_VERSION} (audioret "
+                                 "store upgrade) while this process had it open: rerun (it resumes where it stopped)")
+            legacy = False      # a reader follows the records to their new place
         return TableRecords(self.zstore, self._prefix(split, kind), legacy=legacy)
 
-    def _refuse_if_upgraded(self) -> None:
-        """A writer that opened a version 1 store must not keep writing records in the old place once
-        ``audioret store upgrade`` switched it (they would be ignored, and warned about by zarr)."""
+    def _upgraded_since(self) -> bool:
+        """True when ``audioret store upgrade`` switched this (version 1, as opened) store since it was opened."""
         key = f"{self.group.path}/zarr.json" if self.group.path else "zarr.json"
         doc = _io.read_json(self.zstore, key) or {}
         now = int(((doc.get("attributes") or {}).get(meta.ATTR_KEY) or {}).get("format_version", 1))
-        if now != self.format_version:
-            raise StoreError(f"store {self.where} was upgraded to format version {now} (audioret store upgrade) "
-                             "while this process had it open: rerun (it resumes where it stopped)")
+        return now != self.format_version
 
     def splits(self) -> list[str]:
         with _no_lock_warnings():

@@ -224,3 +224,14 @@ def test_a_writer_lock_of_a_dead_process_does_not_block_the_upgrade(tmp_path, ca
     (path / ".audioret.shard-0-of-1.lock").write_text(f"{socket.gethostname()} {dead.pid}\n")
     assert main(["upgrade", str(path)]) == 0, capsys.readouterr().err
     assert open_store(path).format_version == 2
+
+
+def test_a_reader_that_opened_a_format_1_store_follows_an_upgrade(tmp_path):
+    from audioret.store.upgrade import upgrade_store
+
+    path = tmp_path / "old.zarr"
+    _small(path, version=1)
+    reader = open_store(path)                          # e.g. a training run's store, opened before
+    upgrade_store(path)
+    assert reader.status("dev", "audio").complete      # the plan and part records: read in their new place
+    assert reader.audio("dev").get("frames", 5)[0, 0] == 5
