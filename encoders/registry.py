@@ -79,7 +79,43 @@ def build_tiny_passt(cache: Path | None = None, seed: int = TINY_PASST_SEED) -> 
     return path
 
 
-class AudioEncoder(FrozenWrapper):
+class WindowEncoder(FrozenWrapper):
+    """What BEATs and PaSST share behind the window-level API: the autocast context, and
+    ``encode_windows`` (shape check, chunks of ``batch_size``, gradient only when trainable, fp32
+    outputs) over the subclass's ``_encode_chunk(windows) -> (frames, window_vectors)``."""
+
+    batch_size: int
+    sample_rate: int
+    window_samples: int
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None or self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _encode_chunk(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def encode_windows(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``windows [W, window_samples]`` -> ``(frames [W, frames_per_window, D], window_vectors
+        [W, D])`` float32, each window on its own (no padding mask), in chunks of ``batch_size``."""
+        if windows.dim() != 2 or windows.shape[1] != self.window_samples:
+            raise ValueError(f"encode_windows expects [W, {self.window_samples}] windows of "
+                             f"{WINDOW_SECONDS} s at {self.sample_rate} Hz, got {tuple(windows.shape)}")
+        frames, vectors = [], []
+        grad = torch.enable_grad() if not self.frozen and torch.is_grad_enabled() else torch.no_grad()
+        with grad:
+            for chunk in windows.split(self.batch_size):
+                fr, vec = self._encode_chunk(chunk)
+                frames.append(fr.float())
+                vectors.append(vec.float())
+        if not frames:
+            d = self.dim
+            return windows.new_zeros(0, self.frames_per_window, d), windows.new_zeros(0, d)
+        return torch.cat(frames), torch.cat(vectors)
+
+
+class AudioEncoder(WindowEncoder):
     """BEATs behind the window-level API the extract and finetune stages use (a frozen one
     stays in eval mode: cpt2 has layer drop 0.05)."""
 
@@ -136,11 +172,6 @@ class AudioEncoder(FrozenWrapper):
         valid_tokens = valid_prefix_after_reduce(valid_frames, t, tokens)
         return min(self.frames_per_window, -(-valid_tokens // f))
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None or self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def extract_features(self, source: torch.Tensor, padding_mask: torch.Tensor | None = None):
         with self._autocast():
             return self.model.extract_features(source.to(self.device), padding_mask)
@@ -149,27 +180,14 @@ class AudioEncoder(FrozenWrapper):
         with self._autocast():
             return self.model.frames(source.to(self.device), padding_mask)
 
-    def encode_windows(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``windows [W, window_samples]`` -> ``(frames [W, 62, D], window_token_mean [W, D])``
-        float32, each window without a padding mask, in chunks of ``batch_size``."""
-        if windows.dim() != 2 or windows.shape[1] != self.window_samples:
-            raise ValueError(f"encode_windows expects [W, {self.window_samples}] windows of "
-                             f"{WINDOW_SECONDS} s at {self.sample_rate} Hz, got {tuple(windows.shape)}")
-        frames, means = [], []
-        grad = torch.enable_grad() if not self.frozen and torch.is_grad_enabled() else torch.no_grad()
-        with grad:
-            for chunk in windows.split(self.batch_size):
-                tokens, _ = self.extract_features(chunk)
-                fr, _ = pool_time_frames(tokens, None, self.model.cfg.freq_patches)
-                frames.append(fr.float())
-                means.append(tokens.float().mean(dim=1))
-        if not frames:
-            d = self.dim
-            return windows.new_zeros(0, self.frames_per_window, d), windows.new_zeros(0, d)
-        return torch.cat(frames), torch.cat(means)
+    def _encode_chunk(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (frames [W, 62, D]: frequency-pooled tokens, mean of all tokens [W, D] (seed pooling))."""
+        tokens, _ = self.extract_features(windows)
+        frames, _ = pool_time_frames(tokens, None, self.model.cfg.freq_patches)
+        return frames, tokens.float().mean(dim=1)
 
 
-class PasstAudioEncoder(FrozenWrapper):
+class PasstAudioEncoder(WindowEncoder):
     """PaSST behind the same window-level API (32 kHz, 10 s windows, 62 time frames)."""
 
     frame_rule, window_rule = PASST_FRAME_RULE, PASST_WINDOW_RULE
@@ -215,11 +233,6 @@ class PasstAudioEncoder(FrozenWrapper):
         per_column = PASST_HOP * self.model.cfg.patch_size
         return min(self.frames_per_window, -(-n // per_column))
 
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None or self.dtype == torch.float32:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.dtype)
-
     def compile_backbone(self) -> None:
         self.model.blocks.compile()
 
@@ -238,23 +251,9 @@ class PasstAudioEncoder(FrozenWrapper):
     def window_vectors(self, windows: torch.Tensor) -> torch.Tensor:
         return self.encode(windows)[1].float()
 
-    def encode_windows(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``windows [W, window_samples]`` -> ``(frames [W, 62, D], pooled [W, D])`` float32,
-        in chunks of ``batch_size``."""
-        if windows.dim() != 2 or windows.shape[1] != self.window_samples:
-            raise ValueError(f"encode_windows expects [W, {self.window_samples}] windows of "
-                             f"{WINDOW_SECONDS} s at {self.sample_rate} Hz, got {tuple(windows.shape)}")
-        frames, pooled = [], []
-        grad = torch.enable_grad() if not self.frozen and torch.is_grad_enabled() else torch.no_grad()
-        with grad:
-            for chunk in windows.split(self.batch_size):
-                fr, po = self.encode(chunk)
-                frames.append(fr.float())
-                pooled.append(po.float())
-        if not frames:
-            d = self.dim
-            return windows.new_zeros(0, self.frames_per_window, d), windows.new_zeros(0, d)
-        return torch.cat(frames), torch.cat(pooled)
+    def _encode_chunk(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (frames [W, 62, D]: frequency-pooled columns, (CLS + DIST) / 2 [W, D])."""
+        return self.encode(windows)
 
 
 def identity_keys_not_compared(stored: Mapping[str, Any]) -> tuple[str, ...]:
