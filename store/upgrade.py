@@ -67,6 +67,7 @@ def _remove_old_files(st: FeatureStore, split: str, kind: str) -> None:
 def upgrade_store(path: StoreLike, *, storage_options: Mapping[str, Any] | None = None) -> tuple[int, int]:
     """Upgrade the store at ``path`` to the current format; returns (version before, tables moved)."""
     root = local_root(path)
+    open_store(path, storage_options=storage_options)   # no store there: one line, before the lock makes its folder
     with lock.identity_lock(root):
         st = open_store(path, mode="r+", storage_options=storage_options)
         before = st.format_version

@@ -235,3 +235,12 @@ def test_a_reader_that_opened_a_format_1_store_follows_an_upgrade(tmp_path):
     upgrade_store(path)
     assert reader.status("dev", "audio").complete      # the plan and part records: read in their new place
     assert reader.audio("dev").get("frames", 5)[0, 0] == 5
+
+
+def test_upgrade_of_a_wrong_path_is_one_line_and_creates_nothing(tmp_path, capsys):
+    from audioret.store.cli import main
+
+    assert main(["upgrade", str(tmp_path / "typo" / "s.zarr")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no audioret store" in err[0]
+    assert not (tmp_path / "typo").exists()
