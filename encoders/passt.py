@@ -418,6 +418,18 @@ def build_passt(state: Mapping[str, Tensor], source: str = "state dict",
     return model.eval()
 
 
+def _torch_load(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` memory-mapped: a baseline ``.ckpt`` also holds RoBERTa-large
+    and optimizer states (GBs) of which only the PaSST tower (~350 MB) is read. Legacy (non-zip)
+    files cannot be mapped and are read whole."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_passt(path: str | Path, *, sha256: str | None = None, **overrides: Any) -> PaSST:
     """Load PaSST weights from a local file (release ``.pt`` or baseline ``.ckpt``), eval mode,
     fp32, CPU; ``torch.load(weights_only=True)``; ``sha256`` (hex) checked when given."""
@@ -432,7 +444,7 @@ def load_passt(path: str | Path, *, sha256: str | None = None, **overrides: Any)
         raise PaSSTCheckpointError(f"{path}: sha256 {digest} does not match the expected {sha256}; "
                                    "the file is corrupt or a different checkpoint")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _torch_load(path)
     except Exception as exc:  # noqa: BLE001 - re-raised naming the file
         reason = " ".join(str(exc).split("\n", 1)[0].split())[:200]
         raise PaSSTCheckpointError(f"cannot read PaSST weights {path} ({reason}); pass the PaSST "

@@ -73,3 +73,23 @@ def test_extract_with_a_wrong_passt_file_is_one_line(tmp_path, synth_corpus, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert any("not a PaSST state dict" in line and str(junk) in line for line in err)
     assert "Traceback" not in "\n".join(err)
+
+
+def test_weights_are_memory_mapped_and_legacy_files_still_load(model, tmp_path, monkeypatch):
+    """A baseline .ckpt is GBs (RoBERTa-large, optimizer states) for a ~350 MB tower: it is mapped, not
+    read whole; a legacy (non-zip) file, which cannot be mapped, still loads."""
+    path = lightning_ckpt(model, tmp_path / "baseline.ckpt", compiled=True)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(model.state_dict(), legacy, _use_new_zipfile_serialization=False)
+    real, calls = torch.load, []
+
+    def spy(*args, **kw):
+        calls.append(kw.get("mmap", False))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch, "load", spy)
+    P.load_passt(path)
+    assert calls == [True]
+    wave = torch.randn(1, P.WINDOW_SAMPLES) * 0.1
+    with torch.no_grad():
+        assert torch.equal(P.load_passt(legacy).encode(wave)[1], model.encode(wave)[1])
