@@ -31,7 +31,7 @@ from audioret.evaluate import metrics as M
 STEP_KEYS = ("train/loss", "train/lr", "train/tau")
 BEST_KEY = "val/mAP@10"  # what the checkpoint callbacks select on
 COMPARE_KEYS = ("test/mAP@16_multi", "test/mAP@10", "test/R@10", "val/mAP@10")
-SKIP_DIRS = {"checkpoints", "logs", "corpus", "predictions", "teachers", "wandb", "__pycache__"}
+SKIP_DIRS = {"checkpoints", "logs", "corpus", "predictions", "teachers", "wandb", "embeddings", "__pycache__"}
 RUN_FILES = ("metrics.json", "heads.pt", "ranks_single.csv", "ranks_multi.csv")
 
 
@@ -293,13 +293,12 @@ def is_run(folder: Path) -> bool:
 
 
 def discover(root: Path, depth: int = 3) -> list[Path]:
-    """``root`` if it is a run folder, else the run folders below it (sweeps, distill stages, a demo),
-    in name order; stores (``*.zarr``), checkpoints and logs are not searched."""
-    if is_run(root):
-        return [root]
+    """``root`` if it is a run folder, and the run folders below it (sweeps, distill stages, a demo, an
+    evaluation written into its run's folder), in name order; stores (``*.zarr``), checkpoints and logs are
+    not searched."""
+    found: list[Path] = [root] if is_run(root) else []
     if depth == 0 or not root.is_dir():
-        return []
-    found: list[Path] = []
+        return found
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
         if child.name in SKIP_DIRS or child.suffix == ".zarr" or child.name.startswith("."):
             continue

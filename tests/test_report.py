@@ -291,3 +291,16 @@ def test_top_results_of_an_evaluation_whose_checkpoint_changed_since_are_left_ou
     run_heads(heads_cfg(heads, store=store, val=None, max_epochs=1, rampdown_epochs=1, seed=7, max_lr=3e-2), None)
     info = listed()
     assert "no scores" in info["scores_from"] and not any(q["top"] for q in info["best"] + info["worst"])
+
+
+def test_an_evaluation_written_inside_its_run_folder_is_reported_too(tmp_path):
+    """audioret evaluate --checkpoint runs/h/heads.pt --out runs/h/eval: the run and its evaluation."""
+    run = tmp_path / "runs" / "h"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text(json.dumps({"test/mAP@10": 0.25, "val/mAP@10": 0.3}))
+    write_evaluation(run / "eval", [("a dog barks", "dog.wav", 1), ("rain falls", "rain.wav", 3)], [],
+                     {"R@1": 0.5})
+    build_report(ReportConfig(runs=[tmp_path / "runs"], out=tmp_path / "rep"))
+    numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert set(numbers["runs"]) == {"h"} and set(numbers["evaluations"]) == {"h/eval"}
+    assert numbers["evaluations"]["h/eval"]["metrics"] == {"R@1": 0.5}
