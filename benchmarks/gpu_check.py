@@ -121,7 +121,8 @@ def extraction(sizes: Sizes, device: torch.device, peak: float, compile_too: boo
     model = beats_model(sizes, device).eval()
     modes: list[tuple[str, Callable]] = [("eager", model.extract_features)]
     if compile_too:
-        modes.append(("compile", torch.compile(model.extract_features, dynamic=False)))
+        # default dynamic=None: a static graph for the first batch size, then one dynamic-batch graph for the rest
+        modes.append(("compile", torch.compile(model.extract_features)))
     rows = []
     for name, fn in modes:
         for b in sizes.batches:

@@ -324,7 +324,9 @@ class SelfAttention(nn.Module):
         return w, b
 
     def forward(self, x: torch.Tensor, pos_bias: torch.Tensor | None,
-                key_padding: torch.Tensor | None) -> torch.Tensor:
+                key_padding: torch.Tensor | None, bias_out: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias_out`` [B, H, N, N] (optional, only while autograd does not record): where to build the
+        gated bias, reused by every layer (a fresh 10-100 MB tensor per layer costs page faults)."""
         b, n, d = x.shape
         h, dh = self.heads, self.head_dim
         w, bias_in = self.fused_projection()
@@ -337,7 +339,8 @@ class SelfAttention(nn.Module):
                 u = proj[..., 3 * d:].view(b, n, h, 2, 4).sum(-1).transpose(1, 2)  # [B, H, N, 2]
                 gate_a, gate_b = torch.sigmoid(u).chunk(2, dim=-1)       # [B, H, N, 1] each
                 gate = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0).to(pos_bias.dtype).contiguous()
-                bias = gate * pos_bias               # [B, H, N, N] contiguous (SDPA would copy it otherwise)
+                bias = torch.mul(gate, pos_bias, out=bias_out) if bias_out is not None else gate * pos_bias
+                # [B, H, N, N] contiguous (SDPA would copy it otherwise)
             else:
                 bias = pos_bias.unsqueeze(0)
         if key_padding is not None:
@@ -372,14 +375,14 @@ class EncoderLayer(nn.Module):
         return F.dropout(self.fc2(h), self.p_drop, self.training)
 
     def forward(self, x: torch.Tensor, pos_bias: torch.Tensor | None,
-                key_padding: torch.Tensor | None) -> torch.Tensor:
+                key_padding: torch.Tensor | None, bias_out: torch.Tensor | None = None) -> torch.Tensor:
         if self.pre_ln:
-            x = x + F.dropout(self.self_attn(self.self_attn_layer_norm(x), pos_bias, key_padding),
+            x = x + F.dropout(self.self_attn(self.self_attn_layer_norm(x), pos_bias, key_padding, bias_out),
                               self.p_drop, self.training)
             return x + self._ffn(self.final_layer_norm(x))
-        att = F.dropout(self.self_attn(x, pos_bias, key_padding), self.p_drop, self.training)
-        x = self.self_attn_layer_norm(self.alpha * x + att)
-        return self.final_layer_norm(self.alpha * x + self._ffn(x))
+        att = F.dropout(self.self_attn(x, pos_bias, key_padding, bias_out), self.p_drop, self.training)
+        x = self.self_attn_layer_norm(torch.add(att, x, alpha=self.alpha))  # alpha * x + att, one pass
+        return self.final_layer_norm(torch.add(self._ffn(x), x, alpha=self.alpha))
 
 
 class Encoder(nn.Module):
@@ -420,13 +423,17 @@ class Encoder(nn.Module):
         low = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
         pos_bias = self.position_bias(n, x.device, low if low in (torch.bfloat16, torch.float16) else x.dtype)
         decay = self.cfg.layer_wise_gradient_decay_ratio
+        bias_out = None  # one buffer for every layer's gated bias (not while autograd records: it saves them)
+        if pos_bias is not None and self.cfg.gru_rel_pos and not torch.is_grad_enabled() \
+                and not torch.compiler.is_compiling():
+            bias_out = torch.empty(x.shape[0], *pos_bias.shape, dtype=pos_bias.dtype, device=x.device)
         for layer in self.layers:
             if self.training and decay != 1.0:
                 x = _GradScale.apply(x, decay)
             if self.training and self.cfg.encoder_layerdrop > 0 and (
                     torch.rand(()) <= self.cfg.encoder_layerdrop):
                 continue                                              # layer drop (training only)
-            x = layer(x, pos_bias, padding)
+            x = layer(x, pos_bias, padding, bias_out)
         if self.cfg.layer_norm_first:
             x = self.layer_norm(x)
         return x
