@@ -271,6 +271,24 @@ def identity_keys_not_compared(stored: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(keys)
 
 
+def _encoder_words(ident: Mapping[str, Any]) -> str:
+    return (f"{ident.get('name', '<unnamed>')!r} ({ident.get('architecture', 'beats')}, "
+            f"{ident.get('sample_rate', SAMPLE_RATE)} Hz)")
+
+
+def audio_encoder_change(stored: Mapping[str, Any] | None, wanted: Mapping[str, Any] | None) -> str | None:
+    """A short phrase naming both audio encoders when a store's features come from another encoder
+    (name or architecture) than the one a run needs, e.g. a BEATs store given to a PaSST run; None
+    when they are the same kind (finer differences are left to the store's key-by-key check)."""
+    if not stored or not wanted:
+        return None
+    key = ("name", "architecture")
+    if all(stored.get(k, "beats" if k == "architecture" else None) == wanted.get(k, "beats" if k == "architecture"
+                                                                                  else None) for k in key):
+        return None
+    return f"features of audio encoder {_encoder_words(stored)}, but the run needs {_encoder_words(wanted)}"
+
+
 def build_audio_encoder(name: str = "beats", checkpoint: Path | str | None = None,
                         device: str | torch.device = "cpu", *, dtype: torch.dtype | None = None,
                         frozen: bool = True, sha256: str | None = None, batch_size: int = 8,

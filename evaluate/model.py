@@ -96,9 +96,16 @@ def load_store_source(checkpoint: str | Path, store: str | Path, split: str, *,
     """Heads from ``checkpoint`` (audioret.models.load_heads) over ``store``/``split``."""
     from audioret.models import load_heads
 
+    from audioret.encoders.registry import audio_encoder_change
+    from audioret.store import open_store
+
     heads = load_heads(checkpoint, map_location=device)
     trained_on = (getattr(heads, "checkpoint_info", {}).get("store") or {}).get("metadata") or {}
     expect = {k: trained_on[k] for k in IDENTITY_KEYS if k in trained_on}
+    change = audio_encoder_change(open_store(store).metadata.get("audio_encoder"), expect.get("audio_encoder"))
+    if change is not None:  # one clear sentence before the store's key-by-key list
+        raise ValueError(f"--store {store} holds {change} ({checkpoint} was trained on it); evaluate these "
+                         "heads on a store extracted with that encoder, or give --data-path to embed the raw audio")
     return StoreSource(heads, store, split, device=device, expect=expect)
 
 

@@ -156,9 +156,14 @@ def store_expectation(identity: dict[str, Any]) -> dict[str, Any]:
 
 def open_audio_store(cfg: FinetuneConfig, identity: dict[str, Any]) -> Any:
     """Open ``--audio-store`` checking it was made by the same audio encoder (StoreMismatchError else)."""
+    from audioret.encoders.registry import audio_encoder_change
     from audioret.store import open_store
 
     expect = store_expectation(identity)
+    change = audio_encoder_change(open_store(cfg.audio_store).metadata.get("audio_encoder"), identity)
+    if change is not None:
+        raise ValueError(f"--audio-store {cfg.audio_store} holds {change} (--audio-encoder {cfg.audio_encoder}); "
+                         "extract a store with this --audio-encoder, or leave --audio-store out to read the audio")
     pre = open_store(cfg.audio_store).metadata.get("preprocessing")
     if isinstance(pre, dict) and "max_seconds" in pre:  # written by audioret extract
         # live audio is resampled with RESAMPLER: features of another resampler are not mixed in

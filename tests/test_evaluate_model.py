@@ -76,7 +76,9 @@ def test_model_path_refuses_other_encoders(store_and_ckpt, tmp_path, capsys):
     other = save_heads(tmp_path / "other.pt", heads,
                        store={"metadata": {**META, "audio_encoder": {"name": "beats"}}})
     assert main(["--checkpoint", str(other), "--store", str(store), "--annotations", str(ann)]) == 2
-    assert "audio_encoder" in capsys.readouterr().err
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(err) == 1 and f"--store {store} holds features of audio encoder 'tiny'" in err[0]
+    assert "needs 'beats'" in err[0] and str(other) in err[0]
 
 
 def test_predict_writes_submissions_that_score_like_the_model(store_and_ckpt, tmp_path):

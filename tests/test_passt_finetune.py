@@ -142,3 +142,18 @@ def test_a_missing_passt_file_names_the_finetune_flag(synth_corpus, tmp_path, ca
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and f"--passt_ckpt_path {missing}: no such file" in errors[0]
     assert "--audio-checkpoint" not in errors[0]
+
+
+def test_a_beats_store_is_refused_by_a_passt_run_naming_both(synth_corpus, tmp_path, capsys):
+    from audioret.extract import ExtractConfig
+    from audioret.extract import run as extract
+    from audioret.finetune.cli import main
+
+    store = tmp_path / "beats.zarr"
+    extract(ExtractConfig(corpus="clotho", data_path=synth_corpus, store=store, splits=("val",), passes=("audio",),
+                          audio_encoder="tiny-beats", num_workers=0, progress=False))
+    assert main(["--data_path", str(synth_corpus), "--audio-encoder", "tiny-passt", "--text-model", "tiny-roberta",
+                 "--audio-store", str(store), "--out", str(tmp_path / "x"), "--n_workers", "0"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"--audio-store {store} holds features of audio encoder 'tiny-beats' (beats, " \
+        "16000 Hz), but the run needs 'tiny-passt' (passt, 32000 Hz)" in errors[0]
