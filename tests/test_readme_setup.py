@@ -32,4 +32,4 @@ def test_cpu_only_install_pins_the_same_versions_from_the_cpu_index():
     assert cpu[0].endswith("--index-url https://download.pytorch.org/whl/cpu")
     assert _pins(cpu[0]) == _pins(setup) == _pins(test) and set(_pins(setup)) == {"torch", "torchaudio"}
     after = README.split(cpu[0], 1)[1].split("```", 1)[0]
-    assert "pip install -e ." in after  # then the project, which keeps that torch
+    assert re.search(r"pip install -e '?\.(\[[a-z,]+\])?'?(\s|$)", after)  # then the project, which keeps that torch
