@@ -38,6 +38,7 @@ from audioret.config import atomic_write_text, save_json, to_dict
 from audioret.errors import InputError, output_faults
 from audioret.logs import tame_lightning
 from audioret.models.precision import choose_precision
+from audioret.models.loggers import check_logger
 from audioret.models.progress import progress_callbacks
 from audioret.models.trainer_checkpoints import AtomicCheckpointIO, LastCheckpoint
 
@@ -303,22 +304,6 @@ def csv_logger(out: Path, *, append: bool) -> CSVLogger:
 
 
 # --logger kind -> (packages of which one must be importable, the extra that installs it)
-LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb")}
-
-
-def check_logger(kind: str, flag: str = "--logger") -> None:
-    """An optional logger whose package is missing: one line with the install hint (exit 2), before
-    any corpus or model loads."""
-    import importlib.util
-
-    if kind not in LOGGER_PACKAGES:
-        return
-    packages, extra = LOGGER_PACKAGES[kind]
-    if not any(importlib.util.find_spec(p) for p in packages):
-        raise InputError(f"{flag} {kind} needs the `{packages[0]}` package, which is not installed: "
-                         f"pip install 'audioret[{extra}]', or use {flag} csv (the default)")
-
-
 def make_logger(cfg: FinetuneConfig, out: Path) -> Any:
     """The training log in ``<out>/logs``: per-step train/loss, train/lr, train/tau and per-epoch val/*
     (CSV: ``logs/metrics.csv``, appended on a resume; what ``audioret report`` reads)."""

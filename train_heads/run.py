@@ -29,6 +29,7 @@ from audioret.logs import format_duration, tame_lightning
 from audioret.models import HeadConfig, RetrievalHeads, load_heads, save_heads
 from audioret.models.checkpoint import safe_torch_load
 from audioret.models.distill_loss import resolve_weights
+from audioret.models.loggers import check_logger
 from audioret.models.precision import choose_precision
 from audioret.models.teachers import teacher_for_reader
 
@@ -111,22 +112,6 @@ def initial_heads(cfg: TrainHeadsConfig, splits: Splits) -> RetrievalHeads:
 
 
 # --logger kind -> (packages of which one must be importable, the extra that installs it)
-LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"), "wandb": (("wandb",), "wandb")}
-
-
-def check_logger(kind: str, flag: str = "--logger") -> None:
-    """An optional logger whose package is missing: one line with the install hint (exit 2), checked
-    before any data loads rather than when the Trainer starts."""
-    import importlib.util
-
-    if kind not in LOGGER_PACKAGES:
-        return
-    packages, extra = LOGGER_PACKAGES[kind]
-    if not any(importlib.util.find_spec(p) for p in packages):
-        raise InputError(f"{flag} {kind} needs the `{packages[0]}` package, which is not installed: "
-                         f"pip install 'audioret[{extra}]', or use {flag} csv (the default)")
-
-
 def _logger(cfg: TrainHeadsConfig) -> Any:
     """Per-step train/loss, train/lr, train/tau and per-epoch val/* in ``<out>/logs/version_N/``
     (CSV: metrics.csv, what ``audioret report`` reads)."""
