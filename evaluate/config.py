@@ -59,8 +59,10 @@ class EvaluateConfig:
     corpus: str = option("clotho", "corpus name for --data-path: clotho, audiocaps, wavcaps-<...>, folder")
     captions_csv: Path | None = option(None, "folder corpus only: CSV with a 'caption' column")
     split: str = option("eval", "store or corpus split evaluated with --checkpoint")
-    beats_ckpt: Path | None = option(None, "BEATs file to use when the path recorded in the checkpoint does "
-                                     "not exist here (its sha256 is checked)", flags=("--beats_ckpt_path",))
+    beats_ckpt: Path | None = option(None, "audio encoder file (BEATs, or PaSST: the release .pt or the "
+                                     "baseline's .ckpt) to use when the path recorded in the checkpoint does "
+                                     "not exist here (its sha256 is checked)",
+                                     flags=("--beats_ckpt_path", "--audio-checkpoint"))
     text_model: str | None = option(None, "text model name or folder overriding the recorded one")
     batch_size: int = option(16, "raw audio: clips decoded and embedded per batch", unit="clips")
     num_workers: int = option(2, "raw audio: DataLoader processes decoding audio", unit="processes")
@@ -114,8 +116,10 @@ class PredictConfig:
                                     "ft/checkpoints/last.ckpt; 'ensemble' for several checkpoints)")
     top_k: int = option(16, "length K of the ranked list (0 = no ranked list)", unit="audios")
     matrix: bool = option(True, "write the full score matrix <name>.csv")
-    beats_ckpt: Path | None = option(None, "BEATs file to use when the path recorded in the checkpoint does "
-                                     "not exist here (its sha256 is checked)", flags=("--beats_ckpt_path",))
+    beats_ckpt: Path | None = option(None, "audio encoder file (BEATs, or PaSST: the release .pt or the "
+                                     "baseline's .ckpt) to use when the path recorded in the checkpoint does "
+                                     "not exist here (its sha256 is checked)",
+                                     flags=("--beats_ckpt_path", "--audio-checkpoint"))
     text_model: str | None = option(None, "text model name or folder overriding the recorded one")
     batch_size: int = option(16, "clips (raw audio) or store items embedded per batch", unit="items")
     num_workers: int = option(2, "raw audio: DataLoader processes decoding audio", unit="processes")

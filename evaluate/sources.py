@@ -248,7 +248,8 @@ def _audio_encoder_from(ident: dict, ckpt: Path, beats_ckpt: Path | None, device
         if beats_ckpt is not None or name not in ("tiny-beats", "tiny-passt"):
             raise FileNotFoundError(
                 f"{ckpt}: its audio encoder {name!r} was built from {path}, which does not exist here; "
-                "pass --beats-ckpt PATH (the same file, BEATs or PaSST: its sha256 is checked)")
+                "pass --audio-checkpoint PATH (alias --beats-ckpt; the same BEATs or PaSST file: its sha256 "
+                "is checked)")
         path = None  # tiny encoders are rebuilt in the cache deterministically; the sha256 still checks them
     return build_audio_encoder(name, path, device, sha256=ident.get("checkpoint_sha256"))
 

@@ -95,3 +95,24 @@ def test_train_heads_on_a_passt_store_and_evaluate_raw_audio(store, synth_corpus
                           "--out", str(ev2), "--no-embedding-cache"]) == 0
     stored = json.loads((ev2 / "metrics.json").read_text())["metrics"]
     assert raw == pytest.approx(stored, abs=1e-6)        # raw audio recomputes what the store holds
+
+
+def test_a_moved_passt_file_is_named_with_the_flag_that_points_to_it(tmp_path):
+    """Heads trained on a PaSST store whose weights file is not here: the error names the file and
+    --audio-checkpoint (extract's flag for that file; --beats-ckpt was the only spelling)."""
+    from audioret.evaluate.config import EvaluateConfig, PredictConfig
+    from audioret.evaluate.sources import load_heads_model
+    from audioret.config import build_parser
+    from audioret.models import HeadConfig, RetrievalHeads, save_heads
+
+    gone = tmp_path / "moved" / "passt-s-f128-p16-s16-ap.468.pt"
+    meta = {"audio_encoder": {"name": "passt", "architecture": "passt", "checkpoint": str(gone)},
+            "text_encoder": {"name": "tiny-roberta"}, "preprocessing": {"sample_rate": 32000}}
+    ckpt = save_heads(tmp_path / "heads.pt", RetrievalHeads(HeadConfig(audio_dim=8, text_dim=12, embed_dim=6)),
+                      store={"metadata": meta})
+    with pytest.raises(FileNotFoundError) as err:
+        load_heads_model(ckpt)
+    assert str(gone) in str(err.value) and "--audio-checkpoint PATH" in str(err.value)
+    for cls, stage in ((EvaluateConfig, "evaluate"), (PredictConfig, "predict")):
+        cfg = build_parser(cls, stage).parse_args(["--checkpoint", str(ckpt), "--audio-checkpoint", str(gone)])
+        assert str(cfg.beats_ckpt) == str(gone)
