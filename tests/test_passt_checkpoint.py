@@ -11,11 +11,7 @@ audio, ``<s>`` of RoBERTa on the cleaned caption (padded to 32) + projection for
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import math
-import warnings
 
 import pytest
 import torch
@@ -36,22 +32,7 @@ HPARAMS = dict(devices="auto", n_workers=16, compile=True, logging=True, resume_
                train=True, test=True)
 
 
-@contextlib.contextmanager
-def quiet():
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
-
-
-with quiet():
-    from hear21passt.models import passt as hear_passt
-    from hear21passt.models.preprocess import AugmentMelSTFT
-
-
-def hear_mel() -> nn.Module:
-    with quiet():
-        return AugmentMelSTFT(n_mels=128, sr=SR, win_length=800, hopsize=320, n_fft=1024, freqm=0, timem=0,
-                              htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10, fmax_aug_range=2000)
+from passt_reference import baseline_clip_embedding, clips, hear_mel, hear_model  # noqa: E402
 
 
 class Baseline(nn.Module):
@@ -72,12 +53,8 @@ class Baseline(nn.Module):
 
     def embed_audio(self, wave: torch.Tensor) -> torch.Tensor:
         """One 32 kHz clip: pad/crop 30 s, 3 segments, duration rule, projection, L2."""
-        duration = len(wave) / SR
-        x = F.pad(wave[:30 * SR], (0, max(0, 30 * SR - len(wave)))).reshape(3, 10 * SR)
-        with torch.no_grad(), quiet():
-            _, seg = self.passt.eval()(self.audio_embedding_model.model.mel.eval()(x).unsqueeze(1))
-        pooled = seg[0] if duration <= 10 else seg[:2].mean(0) if duration <= 20 else seg.mean(0)
-        return F.normalize(self.audio_projection(pooled), dim=-1)
+        with torch.no_grad():
+            return F.normalize(self.audio_projection(baseline_clip_embedding(self.passt, wave)), dim=-1)
 
     def embed_text(self, captions: list[str]) -> torch.Tensor:
         import string
@@ -98,10 +75,7 @@ def make_baseline(tiny_roberta, compiled: bool, seed: int = 3) -> Baseline:
     from transformers import AutoTokenizer, RobertaModel
 
     cfg = P.tiny_passt_config(num_classes=527)
-    with quiet():
-        passt = hear_passt.PaSST(img_size=(128, 1000), stride=16, patch_size=16, in_chans=1,
-                                 embed_dim=cfg.embed_dim, depth=cfg.depth, num_heads=cfg.num_heads,
-                                 mlp_ratio=4.0, num_classes=527, distilled=True, s_patchout_t=15, s_patchout_f=2)
+    passt = hear_model(cfg)
     passt.load_state_dict(P.randomize_(P.PaSST(cfg), seed).state_dict())
     torch.manual_seed(seed)
     roberta = RobertaModel.from_pretrained(tiny_roberta, add_pooling_layer=False)
@@ -120,16 +94,6 @@ def save_lightning(model: Baseline, path) -> None:
     torch.save({"epoch": 19, "global_step": 1000, "pytorch-lightning_version": "2.5.0", "state_dict": state,
                 "loops": {}, "callbacks": {}, "optimizer_states": [], "lr_schedulers": [],
                 "hparams_name": "kwargs", "hyper_parameters": dict(HPARAMS)}, path)
-
-
-def clips(lengths_s: list[float], seed: int = 0) -> list[torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for k, sec in enumerate(lengths_s):
-        n = int(round(sec * SR))
-        t = torch.arange(n) / SR
-        out.append((0.05 * torch.randn(n, generator=g) + 0.3 * torch.sin(2 * math.pi * 330 * (k + 1) * t)).float())
-    return out
 
 
 @pytest.mark.parametrize("compiled", [True, False])
