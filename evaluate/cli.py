@@ -103,8 +103,8 @@ def _run_model(cfg: EvaluateConfig, gt, annotations: list, *, show: bool) -> dic
                                 gt, **kw)
     extra = None
     if len(embedded) > 1:
-        rows = [(_row_name(e), report.evaluate_embeddings(e.text, e.audio, e.captions, e.audio_fnames, gt, **kw))
-                for e in embedded]
+        rows = [(name, report.evaluate_embeddings(e.text, e.audio, e.captions, e.audio_fnames, gt, **kw))
+                for name, e in zip(row_names(embedded), embedded)]
         rows.append((ensemble_name(weights), ev))
         if show:
             report.print_comparison(rows)
@@ -129,6 +129,13 @@ def _row_name(e: "Embedded") -> str:
     from audioret.evaluate.predict import default_name
 
     return f"{default_name(e.plan.checkpoint)} ({e.plan.input['input']})"  # short: 7 columns in 80 characters
+
+
+def row_names(embedded: "list[Embedded]") -> list[str]:
+    """One table row name per member; members whose short names collide (e.g. two runs/*/heads/heads.pt)
+    are numbered by their --checkpoint position, so every row says which model it is."""
+    names = [_row_name(e) for e in embedded]
+    return [f"{n} #{i + 1}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
 def ensemble_name(weights: list[float]) -> str:

@@ -290,6 +290,15 @@ def test_a_config_saved_before_ensembles_runs_through_config(store_run, tmp_path
     assert build_parser(EvaluateConfig, "evaluate").parse_args(["--config", str(path)]).checkpoint == []
 
 
+def test_members_with_the_same_short_name_get_distinct_rows(store_run, capsys):
+    r = store_run
+    a, b = heads(r, "x/heads", 0), heads(r, "y/heads", 1)  # both read "heads (store)" by their folder
+    assert evaluate_main(["--checkpoint", str(a), str(b), "--store", str(r["store"]), "--annotations",
+                          str(r["ann"])]) == 0
+    table = capsys.readouterr().out
+    assert "heads (store) #1" in table and "heads (store) #2" in table
+
+
 def test_weights_and_checkpoints_must_pair_up(store_run, capsys):
     r = store_run
     a, b = heads(r, "a", 0), heads(r, "b", 1)
