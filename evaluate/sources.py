@@ -134,13 +134,46 @@ def _pad(parts: list[Tensor]) -> tuple[Tensor, Tensor]:
     return padded, torch.arange(padded.shape[1])[None, :] < n[:, None]
 
 
-class HeadsModel:
+class TextModel(Protocol):
+    """The text side of a checkpoint (what a search needs: the index already holds the audio)."""
+
+    def embed_text(self, captions: list[str]) -> Tensor: ...  # [B, E] unit vectors
+
+    def embed_captions(self, captions: list[str]) -> Tensor: ...  # the same; RawModel's name
+
+
+class HeadsTextModel:
+    """Trained heads over token features of the store's frozen text encoder (no audio encoder)."""
+
+    def __init__(self, heads: torch.nn.Module, text_enc: Any, feature_dtype: torch.dtype | None,
+                 device: str = "cpu") -> None:
+        self.heads, self.text_enc = heads.to(device).eval(), text_enc
+        self.feature_dtype, self.device = feature_dtype, device
+
+    def text_features(self, captions: list[str]):
+        from audioret.models import TextFeatures
+
+        with torch.inference_mode():
+            tokens, mask, first = self.text_enc.encode(list(captions))
+        mask = mask.bool().cpu()
+        tokens = _round(tokens.float().cpu(), self.feature_dtype) * mask[..., None]
+        return TextFeatures(tokens, mask, _round(first.float().cpu(), self.feature_dtype))
+
+    def embed_captions(self, captions: list[str]) -> Tensor:
+        with torch.inference_mode():
+            return self.heads.embed_text(self.text_features(captions).to(self.device, torch.float32))
+
+    def embed_text(self, captions: list[str]) -> Tensor:
+        return self.embed_captions(captions)
+
+
+class HeadsModel(HeadsTextModel):
     """Trained heads over features recomputed by the frozen encoders the store was made with."""
 
     def __init__(self, heads: torch.nn.Module, audio_enc: Any, text_enc: Any, decode: DecodePolicy,
                  feature_dtype: torch.dtype | None, device: str = "cpu") -> None:
-        self.heads, self.audio_enc, self.text_enc = heads.to(device).eval(), audio_enc, text_enc
-        self.decode, self.feature_dtype, self.device = decode, feature_dtype, device
+        super().__init__(heads, text_enc, feature_dtype, device)
+        self.audio_enc, self.decode = audio_enc, decode
 
     def audio_features(self, waves: list[Tensor]):
         """Waves (already capped by the decode policy) -> padded ``AudioFeatures`` as from the store."""
@@ -152,22 +185,9 @@ class HeadsModel:
         wi, wm = _pad([_round(c.windows, self.feature_dtype) for c in clips])
         return AudioFeatures(fr, fm, wi, wm)
 
-    def text_features(self, captions: list[str]):
-        from audioret.models import TextFeatures
-
-        with torch.inference_mode():
-            tokens, mask, first = self.text_enc.encode(list(captions))
-        mask = mask.bool().cpu()
-        tokens = _round(tokens.float().cpu(), self.feature_dtype) * mask[..., None]
-        return TextFeatures(tokens, mask, _round(first.float().cpu(), self.feature_dtype))
-
     def embed_waves(self, waves: list[Tensor]) -> Tensor:
         with torch.inference_mode():
             return self.heads.embed_audio(self.audio_features(waves).to(self.device, torch.float32))
-
-    def embed_captions(self, captions: list[str]) -> Tensor:
-        with torch.inference_mode():
-            return self.heads.embed_text(self.text_features(captions).to(self.device, torch.float32))
 
 
 class FinetunedModel:
@@ -184,6 +204,31 @@ class FinetunedModel:
     def embed_captions(self, captions: list[str]) -> Tensor:
         with torch.inference_mode():
             return self.model.embed_text(list(captions))
+
+
+class FinetunedTextModel(torch.nn.Module):
+    """The text tower of a finetune checkpoint (RoBERTa + ``text_projection``, the DualEncoder's
+    key names), without the audio encoder: embeds captions with ``DualEncoder``'s own text code."""
+
+    def __init__(self, text_encoder: Any, embed_dim: int) -> None:
+        super().__init__()
+        self.text_embedding_model = text_encoder.model
+        self.__dict__["text_encoder"] = text_encoder  # tokeniser wrapper, not a submodule (as DualEncoder)
+        self.text_projection = torch.nn.Linear(text_encoder.dim, embed_dim)
+
+    def first_token(self, captions: list[str]) -> Tensor:
+        from audioret.models.dual_encoder import DualEncoder
+
+        return DualEncoder.first_token(self, captions)  # [B, D_t]
+
+    def embed_text(self, captions: list[str]) -> Tensor:
+        from audioret.models.dual_encoder import DualEncoder
+
+        with torch.inference_mode():
+            return DualEncoder.embed_text(self, list(captions))  # [B, E] unit vectors
+
+    def embed_captions(self, captions: list[str]) -> Tensor:
+        return self.embed_text(captions)
 
 
 # ---- the source ------------------------------------------------------------------------------
@@ -277,19 +322,30 @@ def _text_encoder_from(ident: dict, ckpt: Path, text_model: str | None, device: 
     return enc
 
 
-def load_heads_model(path: str | Path, *, beats_ckpt: Path | None = None, text_model: str | None = None,
-                     device: str = "cpu", round_features: bool = True) -> HeadsModel:
-    """Heads checkpoint -> heads + the encoders and preprocessing of its training store."""
+def _heads_and_store(path: Path, device: str, needs: tuple[str, ...]) -> tuple[torch.nn.Module, dict]:
+    """Heads + the metadata of their training store, which must record the ``needs`` identities."""
     from audioret.models import load_heads
 
-    path = Path(path)
     heads = load_heads(path, map_location=device)
     meta = ((getattr(heads, "checkpoint_info", {}).get("store") or {}).get("metadata")) or {}
-    missing = [k for k in ("audio_encoder", "text_encoder") if k not in meta]
+    missing = [k for k in needs if k not in meta]
     if missing:
         raise ValueError(f"{path}: the heads checkpoint records no {' / '.join(missing)} identity of its "
                          "training store, so its encoders cannot be rebuilt for raw audio; extract the "
                          "audio into a store and use --store")
+    return heads, meta
+
+
+def _feature_dtype(meta: dict, round_features: bool) -> torch.dtype | None:
+    pre = meta.get("preprocessing") or {}
+    return FEATURE_DTYPES.get(str(pre.get("feature_dtype"))) if round_features else None
+
+
+def load_heads_model(path: str | Path, *, beats_ckpt: Path | None = None, text_model: str | None = None,
+                     device: str = "cpu", round_features: bool = True) -> HeadsModel:
+    """Heads checkpoint -> heads + the encoders and preprocessing of its training store."""
+    path = Path(path)
+    heads, meta = _heads_and_store(path, device, ("audio_encoder", "text_encoder"))
     pre = meta.get("preprocessing") or {}
     decode = DecodePolicy(int(pre.get("sample_rate", 16000)), pre.get("max_samples"), pre.get("crop", "start"))
     audio = _audio_encoder_from(meta["audio_encoder"], path, beats_ckpt, device)
@@ -298,8 +354,55 @@ def load_heads_model(path: str | Path, *, beats_ckpt: Path | None = None, text_m
                                                                                   audio.window_samples):
         raise ValueError(f"{path}: store preprocessing {pre} does not fit the rebuilt audio encoder "
                          f"({audio.sample_rate} Hz, {audio.window_samples}-sample windows)")
-    dtype = FEATURE_DTYPES.get(str(pre.get("feature_dtype"))) if round_features else None
-    return HeadsModel(heads, audio, text, decode, dtype, device)
+    return HeadsModel(heads, audio, text, decode, _feature_dtype(meta, round_features), device)
+
+
+def load_heads_text_model(path: str | Path, *, text_model: str | None = None, device: str = "cpu",
+                          round_features: bool = True) -> HeadsTextModel:
+    """Heads checkpoint -> heads + only the text encoder of its training store (no audio weights file
+    needed); captions embed exactly as with :func:`load_heads_model`."""
+    path = Path(path)
+    heads, meta = _heads_and_store(path, device, ("text_encoder",))
+    text = _text_encoder_from(meta["text_encoder"], path, text_model, device)
+    return HeadsTextModel(heads, text, _feature_dtype(meta, round_features), device)
+
+
+TEXT_KEYS = ("text_embedding_model.", "text_projection.")  # a DualEncoder's text side
+
+
+def load_finetuned_text_model(path: str | Path, *, text_model: str | None = None,
+                              device: str = "cpu") -> FinetunedTextModel:
+    """Finetune checkpoint -> its text tower only: the text model named in ``hyper_parameters``
+    (``text_model`` overrides where it is found) with every text weight from the checkpoint. The audio
+    encoder (and its BEATs/PaSST file) is never built; captions embed as with ``load_finetuned``."""
+    from audioret.encoders.registry import build_text_encoder
+    from audioret.models.dual_encoder import (COMPILE_PREFIX, adapt_state_dict, read_finetune_checkpoint,
+                                              strip_lightning_prefix, text_model_name)
+
+    path = Path(path)
+    ckpt = read_finetune_checkpoint(path)
+    spec = dict(ckpt["hyper_parameters"])
+    if text_model is not None:
+        spec["text_model"] = text_model
+    raw = strip_lightning_prefix(ckpt["state_dict"])
+    state = {k: v for k, v in raw.items() if k.replace(COMPILE_PREFIX, "").startswith(TEXT_KEYS)}
+    model = FinetunedTextModel(build_text_encoder(text_model_name(spec), device="cpu", frozen=False),
+                               int(spec.get("embed_dim", 1024)))
+    model.load_state_dict(adapt_state_dict(state, model.state_dict(), source=str(path)))
+    model.checkpoint_info = {"path": str(path), "hyper_parameters": spec,
+                             "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step")}
+    return model.to(device).eval()
+
+
+def load_text_model(path: str | Path, *, text_model: str | None = None, device: str = "cpu") -> TextModel:
+    """Any supported checkpoint -> its text side only (``embed_text(captions)`` -> [N, D] unit vectors,
+    equal to :func:`load_raw_model`'s ``embed_captions``). For searching an index, which already holds
+    the audio embeddings: no audio encoder is built, so its weights file need not be on this machine."""
+    kind = checkpoint_kind(path)
+    log.info("%s: %s checkpoint (text side only)", path, kind)
+    if kind == HEADS:
+        return load_heads_text_model(path, text_model=text_model, device=device)
+    return load_finetuned_text_model(path, text_model=text_model, device=device)
 
 
 def load_raw_model(path: str | Path, *, beats_ckpt: Path | None = None, text_model: str | None = None,
@@ -315,5 +418,7 @@ def load_raw_model(path: str | Path, *, beats_ckpt: Path | None = None, text_mod
                                          text_model=text_model))
 
 
-__all__ = ["DecodePolicy", "FinetunedModel", "HeadsModel", "RawItems", "RawModel", "RawSource",
-           "checkpoint_kind", "items_from_corpus", "items_from_folder", "load_heads_model", "load_raw_model"]
+__all__ = ["DecodePolicy", "FinetunedModel", "FinetunedTextModel", "HeadsModel", "HeadsTextModel", "RawItems",
+           "RawModel", "RawSource", "TextModel", "checkpoint_kind", "items_from_corpus", "items_from_folder",
+           "load_finetuned_text_model", "load_heads_model", "load_heads_text_model", "load_raw_model",
+           "load_text_model"]

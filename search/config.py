@@ -67,7 +67,8 @@ class SearchConfig:
     json: bool = option(False, "print JSON (one object with every query's results) instead of tables")
     checkpoint: Path | None = option(None, "the index's checkpoint when it moved (its sha256 must match the "
                                      "recorded one; default: the recorded path)")
-    beats_ckpt: Path | None = option(None, "BEATs file to use when the recorded path does not exist here")
+    beats_ckpt: Path | None = option(None, "unused (kept so older command lines run): queries need only "
+                                     "the checkpoint's text side, never the BEATs/PaSST file")
     text_model: str | None = option(None, "text model name or folder overriding the recorded one")
     max_query_chars: int = option(MAX_QUERY_CHARS, "longest query accepted", unit="characters")
     device: str = option("cpu", "torch device (cpu, cuda)")
@@ -87,6 +88,7 @@ class ServeConfig:
     max_top_k: int = option(MAX_TOP_K, "most results one request may ask for", unit="clips")
     max_query_chars: int = option(MAX_QUERY_CHARS, "longest query accepted", unit="characters")
     checkpoint: Path | None = option(None, "the index's checkpoint when it moved (sha256 checked)")
-    beats_ckpt: Path | None = option(None, "BEATs file to use when the recorded path does not exist here")
+    beats_ckpt: Path | None = option(None, "unused (kept so older command lines run): queries need only "
+                                     "the checkpoint's text side, never the BEATs/PaSST file")
     text_model: str | None = option(None, "text model name or folder overriding the recorded one")
     device: str = option("cpu", "torch device (cpu, cuda)")

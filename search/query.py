@@ -46,9 +46,13 @@ def check_query(text: str, max_chars: int = MAX_QUERY_CHARS) -> str:
 
 
 def load_query_model(folder: Path, manifest: dict[str, Any], *, checkpoint: Path | None = None,
-                     beats_ckpt: Path | None = None, text_model: str | None = None, device: str = "cpu"):
-    """The index's checkpoint (sha256 and encoders checked against the index) as a text embedder."""
-    from audioret.evaluate.sources import load_raw_model
+                     text_model: str | None = None, device: str = "cpu"):
+    """The index's checkpoint (sha256 and encoders checked against the index) as a text embedder.
+
+    Only its text side is loaded: the index holds the audio embeddings, so the audio encoder (and its
+    BEATs/PaSST file) is not needed here. A finetune text tower has no audio identity to compare; the
+    checkpoint's sha256 (checked first) already pins the weights the index's vectors came from."""
+    from audioret.evaluate.sources import load_text_model
     from audioret.search.index import check_same_model
     from audioret.search.sources import checkpoint_record, model_identity
 
@@ -59,13 +63,14 @@ def load_query_model(folder: Path, manifest: dict[str, Any], *, checkpoint: Path
     rec = checkpoint_record(path)
     if rec["sha256"] != manifest["checkpoint"]["sha256"]:
         check_same_model(folder, manifest, rec, manifest["encoders"])
-    model = load_raw_model(path, beats_ckpt=beats_ckpt, text_model=text_model, device=device)
-    check_same_model(folder, manifest, rec, model_identity(model))
+    model = load_text_model(path, text_model=text_model, device=device)
+    check_same_model(folder, manifest, rec, {**manifest["encoders"], **model_identity(model)})
     return model
 
 
 class Searcher:
-    """An opened index (memory-mapped) + the model that embeds queries; thread-safe ``search``."""
+    """An opened index (memory-mapped) + the model that embeds queries; thread-safe ``search``.
+    ``beats_ckpt`` is accepted for old callers and unused: queries need no audio encoder."""
 
     def __init__(self, folder: str | Path, *, model: Any = None, checkpoint: Path | None = None,
                  beats_ckpt: Path | None = None, text_model: str | None = None, device: str = "cpu",
@@ -86,8 +91,7 @@ class Searcher:
         self.rerank = int(self.manifest.get("rerank") or 0) if self.kind == ann.IVFPQ else 0
         self.max_query_chars = max_query_chars
         self.model = model if model is not None else load_query_model(
-            self.folder, self.manifest, checkpoint=checkpoint, beats_ckpt=beats_ckpt, text_model=text_model,
-            device=device)
+            self.folder, self.manifest, checkpoint=checkpoint, text_model=text_model, device=device)
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

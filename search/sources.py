@@ -45,10 +45,13 @@ def heads_identity(heads: torch.nn.Module) -> dict[str, Any]:
 
 
 def model_identity(model: Any) -> dict[str, Any]:
-    """Encoder identity of a model from ``load_raw_model`` (heads: the recorded store identity, the
-    one the encoders were rebuilt from; finetune: the encoders the checkpoint built)."""
+    """Encoder identity of a model from ``load_raw_model`` or ``load_text_model`` (heads: the recorded
+    store identity, the one the encoders were rebuilt from; finetune: the encoders the checkpoint built;
+    a finetune text tower knows only its ``text`` side)."""
     if hasattr(model, "heads"):
         return heads_identity(model.heads)
+    if not hasattr(model, "model"):  # FinetunedTextModel: no audio encoder was built
+        return {"text": _compact(model.text_encoder.identity)}
     inner = model.model
     return {"audio": _compact(inner.audio_encoder.identity), "text": _compact(inner.text_encoder.identity)}
 
