@@ -9,7 +9,8 @@ Public API::
 
 Store metadata written: audio_encoder, text_encoder (identities), preprocessing (sample_rate,
 window_samples, window_seconds, max_seconds, max_samples, crop, padding, pooling,
-text_max_length, text_preprocess, feature_dtype, compute_precision), corpus (name, data_path),
+text_max_length, text_preprocess, feature_dtype, compute_precision; the audio keys only once an
+audio pass ran: a text-only first pass leaves them to it), corpus (name, data_path),
 extract_config (resolved ExtractConfig; saved, not compared). Audio tables add the columns
 num_samples (16 kHz samples kept) and source_duration (s) beside duration (kept seconds);
 plan attrs hold probe_failures (item -> reason).

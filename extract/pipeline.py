@@ -29,7 +29,7 @@ from audioret.config import atomic_write_text, to_dict
 from audioret.errors import output_faults
 from audioret.corpora import CorpusSplit, load_corpus, synthesize
 from audioret.encoders.features import split_window_outputs
-from audioret.encoders.registry import (SAMPLE_RATE, WINDOW_SECONDS, build_audio_encoder, build_text_encoder,
+from audioret.encoders.registry import (audio_encoder_change, build_audio_encoder, build_text_encoder,
                                         identity_keys_not_compared)
 from audioret.store import (AUDIO, TEXT, FeatureStore, FieldSpec, StoreError, StoreMismatchError, create_store,
                             identity_lock, local_root, open_store, writer_lock)
@@ -112,18 +112,14 @@ def max_samples_of(config: ExtractConfig, sample_rate: int) -> int | None:
 
 
 def store_metadata(config: ExtractConfig, audio_enc: Any | None, text_enc: Any | None,
-                   dtype: torch.dtype | None, sample_rate: int, window_samples: int) -> dict:
-    """What the store records (and compares on reopen, minus ``ignored_metadata``). Encoders
-    appear only for the passes run; each table also records its encoder in its plan attrs."""
-    sr, ws = sample_rate, window_samples
+                   dtype: torch.dtype | None) -> dict:
+    """What the store records (and compares on reopen, minus ``ignored_metadata``). Encoders appear
+    only for the passes run; each table also records its encoder in its plan attrs. The audio
+    preprocessing keys (AUDIO_PREPROCESSING) come from the audio encoder: a text-only pass records none,
+    the first audio pass into such a store adds them (open_for_writing)."""
     meta: dict[str, Any] = {
         "preprocessing": {
-            "sample_rate": sr, "resampler": RESAMPLER, "window_samples": ws, "window_seconds": ws / sr,
-            "max_seconds": config.max_seconds, "max_samples": max_samples_of(config, sr), "crop": config.crop,
-            "padding": "last window zero-padded; each window encoded without a padding mask",
-            "pooling": getattr(audio_enc, "store_pooling", None) or {
-                "frames": "mean of the frequency tokens of each time patch, valid frames only",
-                "windows": "mean of all tokens of each window, padding included (seed recipe)"},
+            **(audio_preprocessing(config, audio_enc) if audio_enc is not None else {}),
             "feature_dtype": config.dtype,
             "compute_precision": str(dtype).replace("torch.", "") if dtype is not None else "float32",
         },
@@ -137,21 +133,62 @@ def store_metadata(config: ExtractConfig, audio_enc: Any | None, text_enc: Any |
     return meta
 
 
-AUDIO_PREPROCESSING = ("sample_rate", "window_samples", "window_seconds", "max_samples", "pooling")
+def audio_preprocessing(config: ExtractConfig, audio_enc: Any) -> dict[str, Any]:
+    """The preprocessing keys an audio pass sets (its encoder's rate, windows and pooling; the crop)."""
+    sr, ws = audio_enc.sample_rate, audio_enc.window_samples
+    return {
+        "sample_rate": sr, "resampler": RESAMPLER, "window_samples": ws, "window_seconds": ws / sr,
+        "max_seconds": config.max_seconds, "max_samples": max_samples_of(config, sr), "crop": config.crop,
+        "padding": "last window zero-padded; each window encoded without a padding mask",
+        "pooling": getattr(audio_enc, "store_pooling", None) or {
+            "frames": "mean of the frequency tokens of each time patch, valid frames only",
+            "windows": "mean of all tokens of each window, padding included (seed recipe)"},
+    }
 
 
-def ignored_metadata(passes: Sequence[str], existing: Mapping[str, Any] | None) -> tuple[str, ...]:
+AUDIO_PREPROCESSING = ("sample_rate", "resampler", "window_samples", "window_seconds", "max_seconds",
+                       "max_samples", "crop", "padding", "pooling")
+
+
+def ignored_metadata(passes: Sequence[str], existing: Mapping[str, Any] | None,
+                     audio_unset: bool = False) -> tuple[str, ...]:
     """Keys not compared on reopen: volatile ones, and the encoder of a pass not run now or not
-    run when the store was made (the table's plan attrs then carry and check its encoder)."""
+    run when the store was made (the table's plan attrs then carry and check its encoder).
+    ``audio_unset``: the store holds no audio yet, so this audio pass sets the audio preprocessing."""
     out = list(IGNORED_METADATA)
     for kind, key in ((AUDIO, "audio_encoder"), (TEXT, "text_encoder")):
         if kind not in passes or (existing is not None and key not in existing):
             out.append(key)
         elif existing is not None:  # e.g. a text model's name when its weights hash identifies it
             out += [f"{key}.{k}" for k in identity_keys_not_compared(existing[key])]
-    if AUDIO not in passes:  # a text-only pass knows no audio encoder: its rate/window are not its own
+    if AUDIO not in passes or audio_unset:  # a text-only pass knows no audio encoder: no rate/window of its own
         out += [f"preprocessing.{k}" for k in AUDIO_PREPROCESSING]
     return tuple(out)
+
+
+def holds_audio(st: FeatureStore) -> bool:
+    """Whether a store has audio settings of its own: an audio encoder recorded, or an audio table
+    (a store whose audio pass followed a text-only one before audio settings were filled in)."""
+    return "audio_encoder" in st.metadata or any(st.has(split, AUDIO) for split in st.splits())
+
+
+def stored_audio_encoder(st: FeatureStore) -> Mapping[str, Any] | None:
+    """The identity of the encoder of the store's audio: the metadata's, else an audio table's."""
+    if "audio_encoder" in st.metadata:
+        return st.metadata["audio_encoder"]
+    for split in st.splits():
+        if st.has(split, AUDIO) and st.plan_of(split, AUDIO).attrs.get("encoder"):
+            return st.plan_of(split, AUDIO).attrs["encoder"]
+    return None
+
+
+class AudioEncoderChangeError(StoreMismatchError):
+    """An audio pass into a store of another audio encoder: one sentence naming both (the key-by-key
+    ``differences`` are kept for callers)."""
+
+    def __init__(self, where: str, differences: dict[str, tuple[Any, Any]], sentence: str) -> None:
+        super().__init__(where, differences)
+        self.args = (sentence,)
 
 
 def check_table_encoder(st: FeatureStore, split: str, kind: str, identity: Mapping[str, Any]) -> None:
@@ -480,9 +517,7 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
                                      batch_size=config.batch_windows) if AUDIO in config.passes else None)
     text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
-    sr, ws = (audio_enc.sample_rate, audio_enc.window_samples) if audio_enc is not None else (
-        SAMPLE_RATE, WINDOW_SECONDS * SAMPLE_RATE)
-    metadata = store_metadata(config, audio_enc, text_enc, dtype, sr, ws)
+    metadata = store_metadata(config, audio_enc, text_enc, dtype)
     if config.verify_sample > 0:
         return verify_sample(config, shard, corpus_splits, audio_enc, text_enc)
     st = open_for_writing(config, metadata)
@@ -567,11 +602,20 @@ def verify_sample(config: ExtractConfig, shard: Shard, corpus_splits: Mapping[st
 
 def open_for_writing(config: ExtractConfig, metadata: Mapping[str, Any]) -> FeatureStore:
     """Create or reopen the store under its identity lock (reading what it holds and comparing in one
-    step, so two extracts with other settings started together cannot both write it)."""
+    step, so two extracts with other settings started together cannot both write it). The first audio
+    pass into a store without audio records its encoder and audio preprocessing there."""
     with identity_lock(local_root(config.store)):
-        existing = None if config.overwrite else _existing(config.store)
-        st = create_store(config.store, metadata, overwrite=config.overwrite, codec=config.codec,
-                          ignore=ignored_metadata(config.passes, existing))
+        old = None if config.overwrite else _existing(config.store)
+        existing = old.metadata if old is not None else None
+        audio_unset = AUDIO in config.passes and old is not None and not holds_audio(old)
+        try:
+            st = create_store(config.store, metadata, overwrite=config.overwrite, codec=config.codec,
+                              ignore=ignored_metadata(config.passes, existing, audio_unset))
+        except StoreMismatchError as err:
+            raise _named_encoder_change(err, config, old, metadata) from None
+        if audio_unset:
+            st.add_metadata({"audio_encoder": metadata["audio_encoder"],
+                             "preprocessing": {k: metadata["preprocessing"][k] for k in AUDIO_PREPROCESSING}})
     if st.codec != config.codec:
         log.warning("store %s was made with --codec %s; --codec %s is ignored for it (a codec applies to new "
                     "stores only; pass --overwrite to re-extract with %s)", config.store, st.codec, config.codec,
@@ -579,9 +623,23 @@ def open_for_writing(config: ExtractConfig, metadata: Mapping[str, Any]) -> Feat
     return st
 
 
-def _existing(path: Path) -> dict[str, Any] | None:
+def _named_encoder_change(err: StoreMismatchError, config: ExtractConfig, old: FeatureStore | None,
+                          metadata: Mapping[str, Any]) -> StoreMismatchError:
+    """A refused audio pass whose store holds another encoder's audio, in one sentence naming both
+    (else ``err`` as it is: the key-by-key differences)."""
+    if AUDIO not in config.passes or old is None:
+        return err
+    change = audio_encoder_change(stored_audio_encoder(old), metadata.get("audio_encoder"))
+    if change is None:
+        return err
+    return AudioEncoderChangeError(err.path, err.differences, (
+        f"store {err.path} holds {change}: extract --audio-encoder {config.audio_encoder} into another "
+        "--store, or pass --overwrite to replace this one"))
+
+
+def _existing(path: Path) -> FeatureStore | None:
     try:
-        return open_store(path).metadata
+        return open_store(path)
     except StoreError:
         return None
 

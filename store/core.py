@@ -402,6 +402,18 @@ class FeatureStore:
         for key in keys:
             sync(self.zstore.delete(key))
 
+    def add_metadata(self, updates: Mapping[str, Any]) -> None:
+        """Merge ``updates`` into the metadata (a dict value merges into the stored dict key by key):
+        for settings a later writer is the first to know, e.g. the audio settings of a store whose first
+        pass was text only. Call it under the identity lock, after comparing what is stored."""
+        self._require_writable()
+        info = dict(self.group.attrs[meta.ATTR_KEY])
+        merged = dict(info["metadata"])
+        for key, value in updates.items():
+            old = merged.get(key)
+            merged[key] = {**old, **value} if isinstance(old, Mapping) and isinstance(value, Mapping) else value
+        self.group.attrs[meta.ATTR_KEY] = {**info, "metadata": merged}
+
     def _require_writable(self) -> None:
         if not self.writable:
             raise StoreError(f"store {self.where} is open read-only: use create_store(...) or "
