@@ -67,7 +67,7 @@ def create_app(searcher: Searcher, *, max_top_k: int = MAX_TOP_K, max_query_char
 
     @app.get("/audio/{clip}")
     def audio(clip: str) -> Any:
-        if not clip.isdigit() or int(clip) not in files:
+        if not (clip.isascii() and clip.isdigit()) or int(clip) not in files:  # '²'.isdigit() is True
             return JSONResponse({"detail": "no such clip in this index"}, status_code=404)
         path = files[int(clip)]
         if not path.is_file():

@@ -255,7 +255,8 @@ def test_api_caps_queries(client, params, words):
                                  "/audio/%2Fetc%2Fpasswd", "/audio/-1", "/audio/12", "/audio/999", "/audio/1e1",
                                  "/audio/0x1", "/audio/%20%31", "/static/../serve.py", "/static/%2e%2e/serve.py",
                                  "/static/..%2fserve.py", "/static/%2e%2e%2f%2e%2e%2fpyproject.toml",
-                                 "/etc/passwd", "/..%2f..%2fetc%2fpasswd"])
+                                 "/etc/passwd", "/..%2f..%2fetc%2fpasswd",
+                                 "/audio/%C2%B2", "/audio/%D9%A1"])  # superscript two, Arabic-Indic one: isdigit() but not a clip number
 def test_path_traversal_gets_404(client, url):
     assert client.get(url).status_code == 404
 
