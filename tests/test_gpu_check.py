@@ -27,8 +27,10 @@ def test_tiny_check_prints_every_figure_with_its_limit(capsys):
     text = "\n".join(lines)
     assert result["peak_bf16"] > 0 and result["peak_fp32"] > 0
     (ext,) = result["extraction"]
-    assert ext["mode"] == "eager" and ext["windows_per_s"] > 0 and 0 < ext["mfu"] < 1.5
-    assert ext["limit_windows_per_s"] > ext["windows_per_s"] * 0.5
+    # timing-derived figures: only that they exist and are positive (their size depends on the CPU:
+    # without AMX the bf16 matmul peak is low and a tiny model's MFU against it can exceed 1)
+    assert ext["mode"] == "eager" and ext["windows_per_s"] > 0 and math.isfinite(ext["mfu"]) and ext["mfu"] > 0
+    assert ext["limit_windows_per_s"] > 0
     assert [r["data"] for r in result["heads"]] == ["memory (on device)", "stream (1/3 in RAM)"]
     assert all(r["captions_per_s"] > 0 and math.isfinite(r["mfu"]) for r in result["heads"])
     assert result["finetune"]["step_s"] > 0 and result["finetune"]["mfu"] > 0
