@@ -12,3 +12,15 @@ def synth_corpus(tmp_path_factory):
 
     return synthesize(tmp_path_factory.mktemp("synth_corpus"), n_dev=24, n_val=8, n_eval=12,
                       seed=0, long_fraction=0.2)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny heads gain nothing from intra-op threads; on a shared 2-core box they thrash (25x slower
+    backward). Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -22,12 +22,7 @@ from audioret.train_heads.run import Splits, run as run_heads
 from audioret.train_heads.synthetic import synthetic_split
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --------------------------------------------------------------------------- PNG checks (no decoder needed)

@@ -10,19 +10,13 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-import torch
 
 from audioret.train_heads.config import TrainHeadsConfig
 from audioret.train_heads.run import Splits, run as run_heads
 from audioret.train_heads.synthetic import synthetic_split
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def read_log(path: Path) -> list[dict[str, str]]:

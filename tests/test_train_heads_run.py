@@ -20,13 +20,7 @@ from audioret.train_heads.synthetic import chance_map_at_10, synthetic_split
 SMALL = ["--embed-dim", "64", "--hidden-dim", "128", "--batch-size", "32", "--no-progress", "--logger", "none"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny heads gain nothing from intra-op threads; on a shared 2-core box they thrash (25x slower backward)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,7 @@ from audioret.train_heads.store_reader import StoreSplitReader, load_feature_spl
 from audioret.train_heads.synthetic import synthetic_split
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
