@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
+
+# A test run started in the background by a non-interactive shell (`python -m pytest &`, nohup)
+# inherits SIGINT ignored, and so would every subprocess it starts: Ctrl-C could not be tested.
+# Deliver it as a terminal does (subprocesses then start with the default, as a user's would).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
