@@ -202,51 +202,82 @@ class ShardRowReader:
         Items are visited in file order (shard, offset) and adjacent chunk pieces that are
         adjacent in the file are read with one pread.
         """
-        self._check_pid()
-        lay = self.layout
-        if out.dtype != lay.dtype or not out.flags.c_contiguous:
-            raise StoreError(f"fast read needs a C-contiguous {lay.dtype} output, got {out.dtype}")
-        order = np.argsort(offsets, kind="stable")
-        cr, cps, rb = lay.chunk_rows, lay.chunks_per_shard, lay.row_bytes
+        self._check_out(out)
         shards: dict[int, tuple[int | None, np.ndarray | None]] = {}  # stat each shard once per call
-        for b in order.tolist():
-            start, n = int(offsets[b]), int(lengths[b])
-            if n <= 0:
-                continue
-            dest = out[b]
-            pos = 0
-            run_file = run_pos = run_len = -1  # pending contiguous run: file offset, dest row, rows
-            run_fd = None
-            while pos < n:
-                r = start + pos
-                chunk, within = divmod(r, cr)
-                shard, c = divmod(chunk, cps)
-                k = min(n - pos, cr - within)
-                if shard not in shards:
-                    shards[shard] = self._shard(shard)
-                fd, index = shards[shard]
-                if fd is None or index[c, 0] == _FILL:
-                    self._flush(run_fd, dest, run_pos, run_len, run_file)
-                    run_fd = None
-                    if lay.fill_value != 0:
-                        dest[pos:pos + k] = lay.fill_value
-                else:
-                    foff = int(index[c, 0]) + within * rb
-                    if int(index[c, 1]) != cr * rb:
-                        raise StoreError(f"shard file {lay.shard_path(shard)}: chunk {c} holds "
-                                         f"{int(index[c, 1])} bytes, expected {cr * rb} (uncompressed "
-                                         f"[{cr}, {lay.dim}] {lay.dtype}): the store is damaged or not "
-                                         "written by audioret; run `audioret store verify`")
-                    if run_fd == fd and run_file + run_len * rb == foff:
-                        run_len += k
-                    else:
-                        self._flush(run_fd, dest, run_pos, run_len, run_file)
-                        run_fd, run_file, run_pos, run_len = fd, foff, pos, k
-                pos += k
-            self._flush(run_fd, dest, run_pos, run_len, run_file)
+        for b in np.argsort(offsets, kind="stable").tolist():
+            if int(lengths[b]) > 0:
+                self._read_range(out[b], int(offsets[b]), int(lengths[b]), shards)
+        self._finish(out)
+
+    def read_flat(self, out: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
+        """The items' rows concatenated, in the order given: out[sum(lengths), D] (C-contiguous,
+        native dtype). Items that follow each other in the file (offsets[i+1] == offsets[i] +
+        lengths[i], as in a block of consecutive items) are merged into one run, so a block costs
+        one pread per file-contiguous run of chunks and no copy after it (what streaming reads)."""
+        self._check_out(out)
+        offsets = np.asarray(offsets, dtype=np.int64)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        if len(lengths) == 0:
+            return
+        if out.shape[0] != int(lengths.sum()):
+            raise StoreError(f"fast flat read: output has {out.shape[0]} rows, items hold {int(lengths.sum())}")
+        dest = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        # start a new range wherever an item does not continue the previous one in the file
+        new = np.ones(len(offsets), dtype=bool)
+        new[1:] = offsets[1:] != offsets[:-1] + lengths[:-1]
+        starts = np.flatnonzero(new)
+        ends = np.append(starts[1:], len(offsets))
+        shards: dict[int, tuple[int | None, np.ndarray | None]] = {}
+        for a, z in zip(starts.tolist(), ends.tolist()):
+            n = int(dest[z - 1] + lengths[z - 1] - dest[a])
+            if n > 0:
+                self._read_range(out[int(dest[a]):int(dest[a]) + n], int(offsets[a]), n, shards)
+        self._finish(out)
+
+    def _check_out(self, out: np.ndarray) -> None:
+        self._check_pid()
+        if out.dtype != self.layout.dtype or not out.flags.c_contiguous:
+            raise StoreError(f"fast read needs a C-contiguous {self.layout.dtype} output, got {out.dtype}")
+
+    def _finish(self, out: np.ndarray) -> None:
         self._trim()
-        if lay.swap:
+        if self.layout.swap:
             out.byteswap(inplace=True)  # zeros (padding, fill 0) stay zeros
+
+    def _read_range(self, dest: np.ndarray, start: int, n: int,
+                    shards: dict[int, tuple[int | None, np.ndarray | None]]) -> None:
+        """dest[:n] = rows start : start+n, one pread per run of chunks contiguous in the file."""
+        lay = self.layout
+        cr, cps, rb = lay.chunk_rows, lay.chunks_per_shard, lay.row_bytes
+        pos = 0
+        run_file = run_pos = run_len = -1  # pending contiguous run: file offset, dest row, rows
+        run_fd = None
+        while pos < n:
+            r = start + pos
+            chunk, within = divmod(r, cr)
+            shard, c = divmod(chunk, cps)
+            k = min(n - pos, cr - within)
+            if shard not in shards:
+                shards[shard] = self._shard(shard)
+            fd, index = shards[shard]
+            if fd is None or index[c, 0] == _FILL:
+                self._flush(run_fd, dest, run_pos, run_len, run_file)
+                run_fd = None
+                dest[pos:pos + k] = lay.fill_value
+            else:
+                foff = int(index[c, 0]) + within * rb
+                if int(index[c, 1]) != cr * rb:
+                    raise StoreError(f"shard file {lay.shard_path(shard)}: chunk {c} holds "
+                                     f"{int(index[c, 1])} bytes, expected {cr * rb} (uncompressed "
+                                     f"[{cr}, {lay.dim}] {lay.dtype}): the store is damaged or not "
+                                     "written by audioret; run `audioret store verify`")
+                if run_fd == fd and run_file + run_len * rb == foff:
+                    run_len += k
+                else:
+                    self._flush(run_fd, dest, run_pos, run_len, run_file)
+                    run_fd, run_file, run_pos, run_len = fd, foff, pos, k
+            pos += k
+        self._flush(run_fd, dest, run_pos, run_len, run_file)
 
     def _flush(self, fd: int | None, dest: np.ndarray, pos: int, n: int, foff: int) -> None:
         if fd is None or n <= 0:

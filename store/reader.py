@@ -249,6 +249,36 @@ class ItemTable:
         mask = np.arange(tmax)[None, :] < lens[:, None]
         return Batch(out, lens, mask)
 
+    def rows_into(self, field: str, indices: Sequence[int] | np.ndarray, out: np.ndarray) -> None:
+        """The rows of ``indices`` concatenated into ``out`` [sum of their lengths, D] (store dtype,
+        C-contiguous), no padding. Why: streaming reads whole blocks of consecutive items; read
+        flat, a block is one pread per file-contiguous run straight into the caller's buffer,
+        where ``batch`` pads, masks and copies (3 passes over the bytes)."""
+        field = self._field(field)
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= self.num_items):
+            raise StoreError(f"item index out of range [0, {self.num_items}) for {self.split}/{self.kind}")
+        lens, offs = self._lengths[field][idx], self._offsets[field][idx]
+        total = int(lens.sum())
+        if out.shape[0] != total:
+            raise StoreError(f"rows_into {self.split}/{self.kind}/{field}: output has {out.shape[0]} rows, "
+                             f"the items hold {total}")
+        if field in self._loaded:
+            flat, pos = self._loaded[field], 0
+            for o, n in zip(offs.tolist(), lens.tolist()):
+                out[pos:pos + n] = flat[o:o + n]
+                pos += n
+        elif (fast := self._fast_reader(field)) is not None:
+            fast.read_flat(out, offs, lens)
+        else:
+            cache, cr, pos = self._cache(field), self.plan.fields[field].chunk_rows, 0
+            for o, n in zip(offs.tolist(), lens.tolist()):
+                if n:  # per item: a block may span more chunks than the cache budget holds
+                    cache.ensure(np.arange(o // cr, (o + n - 1) // cr + 1))
+                    cache.rows_of(o, n, out[pos:pos + n])
+                    cache.trim()
+                    pos += n
+
     def vectors(self, field: str, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """One-row field (e.g. text ``first``) as [B, D] (all items when ``indices`` is None)."""
         if not self.plan.fields[self._field(field)].fixed:

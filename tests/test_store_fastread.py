@@ -87,6 +87,31 @@ def test_fast_path_matches_zarr_on_random_batches(local):
     assert any((ix[:, 0] == np.uint64(MAX_U64)).any() for ix in indexes)
 
 
+def test_rows_into_equals_concatenated_batches_on_every_path(local):
+    """Flat block reads (what streaming uses): the items' rows back to back, equal on the pread,
+    zarr and loaded paths, for runs of consecutive items (merged reads), gaps, repeats, failed
+    (fill) items and zero-row items; a dirty output buffer is fully overwritten (the streaming
+    arena is reused across blocks)."""
+    path, T, data = local
+    fast, slow = _pair(path)
+    loaded = open_store(path).audio("dev", cache_bytes=0)
+    loaded.load("frames")
+    loaded.load("windows")
+    rng = np.random.default_rng(1)
+    cases = [np.arange(40), np.arange(5, 23), np.array([3]), np.arange(9, 15), np.array([0, 1, 2, 7, 8, 30, 31]),
+             np.array([7, 7, 2]), np.array([], dtype=np.int64)]
+    cases += [np.sort(rng.choice(40, size=rng.integers(1, 30), replace=False)) for _ in range(10)]
+    for idx in cases:
+        for field, f in (("frames", 0), ("windows", 1)):
+            want = np.concatenate([_want(data, i, f) for i in idx.tolist()] or [np.zeros((0, D), np.float16)])
+            for table in (fast, slow, loaded):
+                out = np.full((len(want), D), np.nan, dtype=np.float16)
+                table.rows_into(field, idx, out)
+                np.testing.assert_array_equal(out, want)
+    with pytest.raises(StoreError, match="output has 3 rows"):
+        fast.rows_into("frames", np.array([0, 1]), np.zeros((3, D), np.float16))
+
+
 def test_missing_shard_file_reads_as_zeros(local):
     path, T, data = local
     fast, slow = _pair(path)

@@ -152,17 +152,11 @@ class StoreSplitReader:
         f = self._fields[name]
         return int(f.dim), getattr(torch, str(f.dtype))
 
-    def read_rows(self, name: str, items: np.ndarray, out: np.ndarray, chunk: int = 256) -> None:
+    def read_rows(self, name: str, items: np.ndarray, out: np.ndarray) -> None:
         """Rows of ``items`` (ascending: the on-disk order) concatenated into ``out`` [sum len, D]."""
         audio = name in ("frames", "windows")
         table = self.tables[0 if audio else 1]
-        rows = items if audio else self._caps[items]
-        pos = 0
-        for i in range(0, len(rows), chunk):
-            b = table.batch(name, rows[i:i + chunk])
-            n = int(b.lengths.sum())
-            out[pos:pos + n] = b.values[b.mask]
-            pos += n
+        table.rows_into(name, items if audio else self._caps[items], out)
 
     def audio(self, clip_index: Tensor) -> AudioFeatures:
         table = self.tables[0]
