@@ -18,7 +18,8 @@ Audio encoders (``AudioEncoder`` for BEATs, ``PasstAudioEncoder`` for PaSST; wha
   (no padding mask, eval mode when frozen, fp32 outputs, chunks of ``batch_size``),
   ``window_vectors(windows) -> [W, D]`` (the vector the end-to-end model averages over a clip's
   windows: BEATs the mean of ALL tokens, padding included (seed recipe); PaSST (CLS + DIST) / 2),
-  ``frame_rule`` / ``window_rule`` (text recorded in store metadata), ``compile_backbone()``.
+  ``frame_rule`` / ``window_rule`` (text recorded in store metadata), ``compile_backbone()``
+  (training), ``compile_windows()`` (inference: extract --compile, see ``audioret.encoders.compiled``).
 ``TextEncoder``: see ``audioret.encoders.text``.
 """
 
@@ -95,6 +96,15 @@ class WindowEncoder(FrozenWrapper):
 
     def _encode_chunk(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def compile_windows(self) -> float:
+        """Inference (extract ``--compile``): torch.compile the chunk forward for ``batch_size``
+        windows as encoders/compiled.py decides, and compile it now; returns the seconds that took.
+        Raises CompileError (one line) when the toolchain cannot compile."""
+        from .compiled import compile_window_forward, warm_up
+
+        self._encode_chunk = compile_window_forward(self._encode_chunk, self.batch_size)  # type: ignore[method-assign]
+        return warm_up(self._encode_chunk, self.batch_size, self.window_samples, self.device)
 
     def encode_windows(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``windows [W, window_samples]`` -> ``(frames [W, frames_per_window, D], window_vectors

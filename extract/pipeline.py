@@ -516,6 +516,9 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     dtype = autocast_dtype(config.precision, device)
     audio_enc = (build_audio_encoder(config.audio_encoder, config.beats_ckpt, device, dtype=dtype,
                                      batch_size=config.batch_windows) if AUDIO in config.passes else None)
+    if config.compile and audio_enc is not None:  # before any store work: a broken toolchain fails here
+        log.info("--compile: compiling the audio encoder for batches of %d windows", config.batch_windows)
+        log.info("--compile: compiled in %.1f s", audio_enc.compile_windows())
     text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
     metadata = store_metadata(config, audio_enc, text_enc, dtype)
     if config.verify_sample > 0:
