@@ -3,7 +3,9 @@ figure next to the physical limit measured in the same run.
 
 1. matmul peaks (bf16 and fp32, square matmuls): the limit every ratio below is taken against;
 2. extraction: BEATs (cpt2 shape, random weights, 10 s windows, bf16 autocast, fbank included)
-   windows/s at batch sizes 16-256, eager and ``torch.compile``; MFU = achieved / peak;
+   windows/s at batch sizes 16-256, eager and compiled exactly as ``audioret extract --compile``
+   compiles (``AudioEncoder.compile_windows``: one static graph per batch size, chunks padded to
+   it; by default at batch 64 and 256 only, each compilation costs tens of seconds); MFU = achieved / peak;
 3. train-heads: one epoch on a Clotho-size synthetic store (3839 clips x 5 captions, widths
    768/1024), split held on the device and streamed from the store; MFU of the heads' step;
 4. finetune: one optimizer step of BEATs + a RoBERTa-large-shaped text encoder (random weights,
@@ -56,13 +58,14 @@ class Sizes:
     head_width: int = 1024  # embed and hidden width of the heads (train-heads defaults)
     window: int = WINDOW
     reps: int = 3
+    compile_batches: tuple[int, ...] = (64, 256)  # one compilation each (what --batch-windows N compiles)
 
 
 def tiny_sizes() -> Sizes:
     return Sizes(matmul=256, batches=(2,), beats="tiny", clips=48, frames=(10, 30), tokens=(4, 12), audio_dim=32,
                  text_dim=48, head_batch=16, finetune_batch=2,
                  text=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-                 text_tokens=8, vocab=1000, head_width=32, window=16_000, reps=1)
+                 text_tokens=8, vocab=1000, head_width=32, window=16_000, reps=1, compile_batches=(2,))
 
 
 # ---------------------------------------------------------------- timing and FLOPs
@@ -117,34 +120,44 @@ def beats_model(sizes: Sizes, device: torch.device) -> torch.nn.Module:
 
 
 def extraction(sizes: Sizes, device: torch.device, peak: float, compile_too: bool) -> list[dict[str, Any]]:
-    """Windows/s of the frozen BEATs forward (fbank included) per batch size, eager and compiled."""
+    """Windows/s of the frozen BEATs forward (fbank included) per batch size, as extraction runs it:
+    ``AudioEncoder.encode_windows`` in inference mode, eager, and compiled by ``compile_windows`` (the
+    one helper ``audioret extract --compile`` uses) at ``sizes.compile_batches``."""
+    from audioret.encoders.compiled import CompileError
+    from audioret.encoders.registry import AudioEncoder
+
     model = beats_model(sizes, device).eval()
-    modes: list[tuple[str, Callable]] = [("eager", model.extract_features)]
+    modes = [("eager", b) for b in sizes.batches]
     if compile_too:
-        # default dynamic=None: a static graph for the first batch size, then one dynamic-batch graph for the rest
-        modes.append(("compile", torch.compile(model.extract_features)))
+        modes += [("compile", b) for b in sizes.compile_batches]
     rows = []
-    for name, fn in modes:
-        for b in sizes.batches:
-            wave = torch.randn(b, sizes.window, device=device) * 0.1
+    for name, b in modes:
+        wave = torch.randn(b, sizes.window, device=device) * 0.1
+        enc = AudioEncoder(model, name="gpu-check", dtype=torch.bfloat16, batch_size=b)
+        enc.window_samples = sizes.window  # the windows this check feeds (tiny sizes: 1 s)
 
-            def step() -> Any:
-                with torch.no_grad(), autocast(device):
-                    return fn(wave)
+        def step() -> Any:
+            with torch.inference_mode():
+                return enc.encode_windows(wave)
 
-            try:
-                t0 = time.perf_counter()
-                step()  # compile (or warm) outside the timing
-                first = time.perf_counter() - t0
-                t = seconds(step, device, sizes.reps)
-            except torch.OutOfMemoryError:
-                rows.append({"mode": name, "batch": b, "error": "out of memory"})
-                torch.cuda.empty_cache()
-                continue
-            with torch.no_grad(), autocast(device):
-                flops = counted_flops(lambda: model.extract_features(wave))
-            rows.append({"mode": name, "batch": b, "windows_per_s": b / t, "mfu": flops / t / peak,
-                         "limit_windows_per_s": peak / (flops / b), "first_call_s": first})
+        try:
+            t0 = time.perf_counter()
+            if name == "compile":
+                enc.compile_windows()  # compiles now (a warm-up call on silent windows)
+            step()  # warm (and, compiled, check that the real batch reuses the warm-up's graph)
+            first = time.perf_counter() - t0
+            t = seconds(step, device, sizes.reps)
+        except torch.OutOfMemoryError:
+            rows.append({"mode": name, "batch": b, "error": "out of memory"})
+            torch.cuda.empty_cache()
+            continue
+        except CompileError as err:
+            rows.append({"mode": name, "batch": b, "error": str(err)})
+            continue
+        with torch.no_grad(), autocast(device):
+            flops = counted_flops(lambda: model.extract_features(wave))
+        rows.append({"mode": name, "batch": b, "windows_per_s": b / t, "mfu": flops / t / peak,
+                     "limit_windows_per_s": peak / (flops / b), "first_call_s": first})
     return rows
 
 
@@ -298,12 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny sizes (the CPU test)")
     ap.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile rows")
     ap.add_argument("--batches", type=int, nargs="+", default=None, help="extraction batch sizes")
+    ap.add_argument("--compile-batches", type=int, nargs="+", default=None,
+                    help="batch sizes of the compiled rows (default 64 256; each compiles once, tens of seconds)")
     ap.add_argument("--clips", type=int, default=None, help="clips of the synthetic store (Clotho: 3839)")
     args = ap.parse_args(argv)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sizes = tiny_sizes() if args.tiny else Sizes()
     if args.batches:
         sizes.batches = tuple(args.batches)
+    if args.compile_batches:
+        sizes.compile_batches = tuple(args.compile_batches)
     if args.clips:
         sizes.clips = args.clips
     if device.type == "cuda":

@@ -46,3 +46,16 @@ def test_cli_parses_tiny_cpu_without_compile(monkeypatch):
     assert mod.main(["--tiny", "--device", "cpu", "--no-compile", "--batches", "2", "3"]) == 0
     assert seen["device"].type == "cpu" and not seen["compile_too"] and seen["sizes"].batches == (2, 3)
     assert mod.Sizes().batches == (16, 32, 64, 128, 256) and mod.Sizes().clips == 3839
+
+
+def test_compiled_rows_compile_as_extract_does(monkeypatch):
+    """The compile rows go through the extractor's helper (AudioEncoder.compile_windows ->
+    encoders/compiled.py): torch.compile is asked for one static graph, once per compiled batch size.
+    torch.compile itself is replaced by the identity here (a real one costs tens of seconds on CPU)."""
+    mod = _gpu_check()
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: calls.append(kw) or fn)
+    sizes = mod.tiny_sizes()
+    rows = mod.extraction(sizes, torch.device("cpu"), 1e9, compile_too=True)
+    assert [(r["mode"], r["batch"]) for r in rows] == [("eager", 2), ("compile", 2)]
+    assert calls == [{"dynamic": False}] and all(r["windows_per_s"] > 0 for r in rows)
