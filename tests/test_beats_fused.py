@@ -86,3 +86,56 @@ def test_contiguous_bias_reaches_attention_without_a_copy(layer, monkeypatch):
     with torch.no_grad():
         model.eval().extract_features(torch.randn(2, 16000) * 0.1)
     assert seen and all(seen)
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float32, torch.bfloat16])
+def test_position_bias_is_contiguous_in_every_dtype(layer, dtype):
+    """The shared [H, N, N] bias is read by every layer's gate multiply: over the embedding's
+    permuted [N, N, H] view that multiply ran 4x slower (a same-dtype ``.to`` does not copy)."""
+    model, _ = layer
+    pos = model.encoder.position_bias(24, torch.device("cpu"), dtype)
+    assert pos.is_contiguous() and pos.shape == (model.cfg.encoder_attention_heads, 24, 24)
+    assert pos.dtype == (dtype or torch.float32)
+
+
+def test_inference_workspace_reuses_buffers_and_equals_the_autograd_path(layer, monkeypatch):
+    """No-grad forwards write the q/k/v projection, gated bias and FFN hidden layer of every layer
+    into three reused buffers (page faults on fresh 30-100 MB tensors cost ~13% of a CPU forward);
+    the result equals the autograd path, and a returned output never aliases a buffer."""
+    from audioret.encoders import beats as beats_mod
+
+    model, _ = layer
+    model.eval()
+    assert model.cfg.encoder_layers >= 2 and model.cfg.gru_rel_pos
+    wave = torch.randn(2, 16000) * 0.1
+    ptrs: list[int] = []
+    get = beats_mod.Workspace.get
+
+    def spy(self, role, shape, like):
+        t = get(self, role, shape, like)
+        ptrs.append(t.data_ptr())
+        return t
+
+    monkeypatch.setattr(beats_mod.Workspace, "get", spy)
+    with torch.no_grad():
+        fast, _ = model.extract_features(wave)
+    assert len(ptrs) == 3 * model.cfg.encoder_layers and len(set(ptrs)) == 3
+    kept = fast.clone()
+    with torch.no_grad():
+        model.extract_features(wave * 0.5)  # a second forward must not touch the first's output
+    assert torch.equal(fast, kept)
+    ptrs.clear()
+    model.extract_features(wave)  # autograd records: no workspace
+    assert not ptrs
+    monkeypatch.setattr(beats_mod.Workspace, "usable", staticmethod(lambda x: False))
+    with torch.no_grad():
+        ref, _ = model.extract_features(wave)
+    # same kernels in the same order: measured bit-equal (tiny and full size); a misused buffer
+    # would be off by O(1). (The autograd path differs by up to 4e-6 at full size: other SDPA kernel.)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    monkeypatch.undo()
+    monkeypatch.setattr(beats_mod.Workspace, "get", spy)
+    ptrs.clear()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.extract_features(wave)  # out= ops are not autocast: no workspace
+    assert not ptrs
