@@ -11,6 +11,7 @@ Outputs in ``--out``::
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
 import json
 import logging
@@ -46,6 +47,17 @@ class Report:
     def add(self, kind: str, content: Any) -> None:
         self.blocks.append((kind, content))
 
+    def figure_path(self, out: Path, prefix: str, label: str) -> Path:
+        """``out/figures/<prefix>_<slug>.png``, unique within this report: labels that slug alike
+        ("a/b", "a_b") or a run drawn twice get the label's hash appended instead of overwriting."""
+        taken = {f.name for f in self.figures}
+        name = f"{prefix}_{slug(label)}"
+        k = 0
+        while f"{name}.png" in taken:
+            k += 1
+            name = f"{prefix}_{slug(label)}_{hashlib.sha1(f'{label}#{k}'.encode()).hexdigest()[:8]}"
+        return out / "figures" / f"{name}.png"
+
 
 def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", label).strip("_") or "run"
@@ -64,7 +76,7 @@ def training_section(rep: Report, run: Run, out: Path) -> None:
         info.update(best_epoch=c.best_epoch, best_val_mAP10=c.best_value,
                     steps_logged=len(c.steps.get("train/loss").x) if "train/loss" in c.steps else 0,
                     epochs_validated=len(c.epochs.get("val/mAP@10").x) if "val/mAP@10" in c.epochs else 0)
-        path = figures.training_curves(c, f"{run.label}: training", out / "figures" / f"curves_{slug(run.label)}.png")
+        path = figures.training_curves(c, f"{run.label}: training", rep.figure_path(out, "curves", run.label))
         rep.figures.append(path)
         rep.add("figure", (path, f"{run.label}: loss, validation (best epoch marked), learning rate, temperature"))
         if c.best_epoch is not None:
@@ -123,7 +135,7 @@ def evaluation_section(rep: Report, run: Run, ev: EvalAnalysis, cfg: ReportConfi
     rep.add("h3", f"{run.label} (evaluation)" if run.kind == "evaluation" else f"{run.label} (scored with --store)")
     rep.add("p", f"folder: {run.path}; {len(ev.single)} captions (single-match), {len(ev.multi)} annotated queries "
                  f"(multi-match)" + (f"; ranks known up to {ev.rank_limit}" if ev.rank_limit else ""))
-    path = figures.evaluation(ev, f"{run.label}: per-query analysis", out / "figures" / f"eval_{slug(run.label)}.png")
+    path = figures.evaluation(ev, f"{run.label}: per-query analysis", rep.figure_path(out, "eval", run.label))
     rep.figures.append(path)
     rep.add("figure", (path, f"{run.label}: first correct rank and metrics over k"))
     check = []

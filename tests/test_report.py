@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from audioret.report import data as D
-from audioret.report.build import run as build_report
+from audioret.report.build import Report, run as build_report
 from audioret.report.cli import main
 from audioret.report.config import ReportConfig
 from audioret.train_heads.config import TrainHeadsConfig
@@ -299,3 +299,16 @@ def test_an_evaluation_written_inside_its_run_folder_is_reported_too(tmp_path):
     numbers = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert set(numbers["runs"]) == {"h"} and set(numbers["evaluations"]) == {"h/eval"}
     assert numbers["evaluations"]["h/eval"]["metrics"] == {"R@1": 0.5}
+
+
+def test_figure_names_never_overwrite_each_other(tmp_path):
+    """Labels that slug alike ("a/b", "a_b", "a b") and a run drawn twice (an evaluation inside a
+    run folder that is also scored with --store) each keep their own figure file."""
+    rep = Report("t")
+    names = []
+    for label in ("a/b", "a_b", "a b", "a/b"):
+        path = rep.figure_path(tmp_path, "eval", label)
+        rep.figures.append(path)
+        names.append(path.name)
+    assert len(set(names)) == 4 and names[0] == "eval_a_b.png"
+    assert rep.figure_path(tmp_path, "curves", "a/b").name == "curves_a_b.png"  # prefixes are apart
