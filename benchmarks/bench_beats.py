@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             peak["bf16"] = max(peak["bf16"], matmul_gflops(dtype=torch.bfloat16))
             best["bf16"] = min(best["bf16"], time_path(ours_bf16, wave, 1, warmup=False))
     t_ours = best["fp32"]
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    ours(wave)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
     load = os.getloadavg()[0]
     print(f"BEATs cpt2 shape (12 x 768, random weights), {b} x 10 s clips, CPU, {torch.get_num_threads()} threads, "
           f"{n_tokens} tokens/clip, {gflop:.1f} GFLOP/clip; load average {load:.1f}; "
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"matmul 2048^2 peaks (same run): fp32 {peak['fp32']:.0f} GFLOP/s" +
           (f", bf16 {peak['bf16']:.0f} GFLOP/s" if args.bf16 else ""))
     print(f"ours fp32 (batched fbank)     : {b / t_ours:6.2f} clips/s  ({t_ours / b * 1e3:.0f} ms/clip)"
-          f"  MFU {gflop * b / t_ours / peak['fp32']:.2f} (target >= 0.8)")
+          f"  MFU {gflop * b / t_ours / peak['fp32']:.2f} (target >= 0.8); {faults / 1000:.0f}k page faults per batch")
     if args.bf16:
         t16 = best["bf16"]
         print(f"ours bf16 autocast            : {b / t16:6.2f} clips/s  ({t16 / b * 1e3:.0f} ms/clip)"
