@@ -48,7 +48,7 @@ class ExtractConfig:
                            "--batch-windows so there is one shape and no recompilation. Features equal eager's "
                            "within the fp16 store's rounding (fp32: <= 1.3e-4 measured), so it is not part of "
                            "the store identity: resume with or without it. "
-                           "Not for CPU: there compiled BEATs measured 0.81x the eager speed (full size, 1 thread)")
+                           "Not for CPU: there compiled BEATs ran at 0.81-0.94x the eager speed (full size, 1 thread)")
     # ---- preprocessing (recorded in the store metadata) ---------------------------------------
     max_seconds: float | None = option(30.0, "cap on the audio kept per clip (baseline: 30); none = keep "
                                        "everything", unit="s")

@@ -519,7 +519,7 @@ def run(config: ExtractConfig, *, env: Mapping[str, str] | None = None) -> Extra
     if config.compile and audio_enc is not None:  # before any store work: a broken toolchain fails here
         log.info("--compile: compiling the audio encoder for batches of %d windows", config.batch_windows)
         if device.type == "cpu":
-            log.warning("--compile on CPU: compiled BEATs measured slower than eager here (0.81x); it is meant "
+            log.warning("--compile on CPU: compiled BEATs ran slower than eager here (0.81-0.94x); it is meant "
                         "for GPU nodes")
         log.info("--compile: compiled in %.1f s", audio_enc.compile_windows())
     text_enc = build_text_encoder(config.text_model, device, dtype=dtype) if TEXT in config.passes else None
