@@ -77,6 +77,7 @@ def test_a_toolchain_that_cannot_compile_stops_at_start_with_one_line(synth_corp
     import torch._inductor.config as inductor
 
     monkeypatch.setattr(inductor.cpp, "cxx", ("no-such-c++-compiler",))
+    monkeypatch.setattr(inductor, "fx_graph_cache", False)  # a kernel cached by an earlier run needs no compiler
     store = tmp_path / "never.zarr"
     argv = ["--data-path", str(synth_corpus), "--store", str(store), "--corpus", "clotho", "--splits", SPLIT,
             "--passes", "audio", "--audio-encoder", "tiny-beats", "--device", "cpu", "--num-workers", "0",
