@@ -26,7 +26,7 @@ from audioret.errors import UserError
 
 Chunk = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
-# what torch.compile is given (also printed by gpu_check); dynamic=False: see the module docstring
+# what torch.compile is given (extract and gpu_check alike); dynamic=False: see the module docstring
 COMPILE_OPTIONS: dict = {"dynamic": False}
 
 # compile-time notes that say nothing a user can act on: the fbank constants' lru_cache (traced
