@@ -8,7 +8,7 @@ synthetic sounds are simple enough that heads learn them from random features. G
 ``--beats-ckpt``, ``--text-model`` and ``--data-path`` (a folder holding CLOTHO_v2.1/) and the same
 command runs the real thing. Each step leaves its artifact under ``--out`` with a completion record
 (``<step>.json``, written last); a rerun reuses every step whose record matches its inputs. One line
-per step says which one runs (``[3/8] train-heads: ...``) and how long it took.
+per step says which one runs (``[3/9] train-heads: ...``) and how long it took.
 """
 
 from __future__ import annotations
