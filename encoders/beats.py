@@ -422,6 +422,7 @@ class EncoderLayer(nn.Module):
     def _ffn(self, x: torch.Tensor, ws: Workspace | None = None) -> torch.Tensor:
         if ws is not None and self.act is _gelu_fp32:   # inference: hidden layer in a reused buffer
             h = torch.ops.aten.gelu_(linear_into(x, self.fc1.weight, self.fc1.bias, ws, "ffn"))
+            h = F.dropout(h, self.p_act_drop, self.training)  # a training-mode forward under no_grad
         else:
             h = F.dropout(self.act(self.fc1(x)), self.p_act_drop, self.training)
         return F.dropout(self.fc2(h), self.p_drop, self.training)

@@ -139,3 +139,18 @@ def test_inference_workspace_reuses_buffers_and_equals_the_autograd_path(layer, 
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model.extract_features(wave)  # out= ops are not autocast: no workspace
     assert not ptrs
+
+
+def test_a_training_mode_forward_without_grad_keeps_activation_dropout():
+    """The inference workspace (no grad, no autocast) must not change what a training-mode forward
+    computes: with the same seed, a no-grad forward equals the recorded one, activation dropout
+    included (the workspace's FFN once skipped it)."""
+    cfg = tiny_beats_config(activation_dropout=0.5, encoder_layerdrop=0.0)
+    model = randomize_(BEATs(cfg), 3).train()
+    wave = torch.randn(2, 16000) * 0.1
+    torch.manual_seed(0)
+    ref, _ = model.extract_features(wave)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out, _ = model.extract_features(wave)
+    torch.testing.assert_close(out, ref.detach(), atol=1e-5, rtol=1e-5)
