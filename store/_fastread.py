@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +119,15 @@ class ShardRowReader:
         self._pid = os.getpid()
         self._fds: OrderedDict[int, tuple[int, tuple[int, int]]] = OrderedDict()   # shard -> (fd, (dev, ino))
         self._index: dict[int, tuple[tuple[int, int] | None, np.ndarray | None]] = {}  # shard -> (id, [C, 2])
+        self._lock = threading.Lock()  # one read at a time: the fd LRU closes fds a running read may hold
 
     # ---- per-process state ----------------------------------------------------------------
+    def _guard(self) -> threading.Lock:
+        """The read lock (a new one after a fork: the copied lock may be held by a parent's thread)."""
+        if self._pid != os.getpid():
+            self._lock = threading.Lock()
+        return self._lock
+
     def _check_pid(self) -> None:
         if self._pid != os.getpid():  # forked: our copies of the parent's fds are closed, state reset
             self.close()
@@ -202,37 +210,39 @@ class ShardRowReader:
         Items are visited in file order (shard, offset) and adjacent chunk pieces that are
         adjacent in the file are read with one pread.
         """
-        self._check_out(out)
-        shards: dict[int, tuple[int | None, np.ndarray | None]] = {}  # stat each shard once per call
-        for b in np.argsort(offsets, kind="stable").tolist():
-            if int(lengths[b]) > 0:
-                self._read_range(out[b], int(offsets[b]), int(lengths[b]), shards)
-        self._finish(out)
+        with self._guard():
+            self._check_out(out)
+            shards: dict[int, tuple[int | None, np.ndarray | None]] = {}  # stat each shard once per call
+            for b in np.argsort(offsets, kind="stable").tolist():
+                if int(lengths[b]) > 0:
+                    self._read_range(out[b], int(offsets[b]), int(lengths[b]), shards)
+            self._finish(out)
 
     def read_flat(self, out: np.ndarray, offsets: np.ndarray, lengths: np.ndarray) -> None:
         """The items' rows concatenated, in the order given: out[sum(lengths), D] (C-contiguous,
         native dtype). Items that follow each other in the file (offsets[i+1] == offsets[i] +
         lengths[i], as in a block of consecutive items) are merged into one run, so a block costs
         one pread per file-contiguous run of chunks and no copy after it (what streaming reads)."""
-        self._check_out(out)
-        offsets = np.asarray(offsets, dtype=np.int64)
-        lengths = np.asarray(lengths, dtype=np.int64)
-        if len(lengths) == 0:
-            return
-        if out.shape[0] != int(lengths.sum()):
-            raise StoreError(f"fast flat read: output has {out.shape[0]} rows, items hold {int(lengths.sum())}")
-        dest = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-        # start a new range wherever an item does not continue the previous one in the file
-        new = np.ones(len(offsets), dtype=bool)
-        new[1:] = offsets[1:] != offsets[:-1] + lengths[:-1]
-        starts = np.flatnonzero(new)
-        ends = np.append(starts[1:], len(offsets))
-        shards: dict[int, tuple[int | None, np.ndarray | None]] = {}
-        for a, z in zip(starts.tolist(), ends.tolist()):
-            n = int(dest[z - 1] + lengths[z - 1] - dest[a])
-            if n > 0:
-                self._read_range(out[int(dest[a]):int(dest[a]) + n], int(offsets[a]), n, shards)
-        self._finish(out)
+        with self._guard():
+            self._check_out(out)
+            offsets = np.asarray(offsets, dtype=np.int64)
+            lengths = np.asarray(lengths, dtype=np.int64)
+            if len(lengths) == 0:
+                return
+            if out.shape[0] != int(lengths.sum()):
+                raise StoreError(f"fast flat read: output has {out.shape[0]} rows, items hold {int(lengths.sum())}")
+            dest = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            # start a new range wherever an item does not continue the previous one in the file
+            new = np.ones(len(offsets), dtype=bool)
+            new[1:] = offsets[1:] != offsets[:-1] + lengths[:-1]
+            starts = np.flatnonzero(new)
+            ends = np.append(starts[1:], len(offsets))
+            shards: dict[int, tuple[int | None, np.ndarray | None]] = {}
+            for a, z in zip(starts.tolist(), ends.tolist()):
+                n = int(dest[z - 1] + lengths[z - 1] - dest[a])
+                if n > 0:
+                    self._read_range(out[int(dest[a]):int(dest[a]) + n], int(offsets[a]), n, shards)
+            self._finish(out)
 
     def _check_out(self, out: np.ndarray) -> None:
         self._check_pid()

@@ -16,6 +16,7 @@ Two read paths for batches, chosen automatically per field (same arrays either w
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,6 +57,7 @@ class _ChunkCache:
         self.rows = array.shape[0]
         self.chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         self.used = 0
+        self.lock = threading.Lock()  # ensure .. rows_of .. trim as one step: streaming reads from threads
 
     def ensure(self, chunk_ids: np.ndarray) -> None:
         """Decode the missing chunks, one zarr read per run of consecutive chunk ids."""
@@ -241,11 +243,12 @@ class ItemTable:
             cache = self._cache(field)
             cr = fl.chunk_rows
             need = [np.arange(o // cr, (o + n - 1) // cr + 1) for o, n in zip(offs.tolist(), lens.tolist()) if n]
-            if need:
-                cache.ensure(np.concatenate(need))
-            for b, (o, n) in enumerate(zip(offs.tolist(), lens.tolist())):
-                cache.rows_of(o, n, out[b])
-            cache.trim()
+            with cache.lock:
+                if need:
+                    cache.ensure(np.concatenate(need))
+                for b, (o, n) in enumerate(zip(offs.tolist(), lens.tolist())):
+                    cache.rows_of(o, n, out[b])
+                cache.trim()
         mask = np.arange(tmax)[None, :] < lens[:, None]
         return Batch(out, lens, mask)
 
@@ -274,9 +277,10 @@ class ItemTable:
             cache, cr, pos = self._cache(field), self.plan.fields[field].chunk_rows, 0
             for o, n in zip(offs.tolist(), lens.tolist()):
                 if n:  # per item: a block may span more chunks than the cache budget holds
-                    cache.ensure(np.arange(o // cr, (o + n - 1) // cr + 1))
-                    cache.rows_of(o, n, out[pos:pos + n])
-                    cache.trim()
+                    with cache.lock:
+                        cache.ensure(np.arange(o // cr, (o + n - 1) // cr + 1))
+                        cache.rows_of(o, n, out[pos:pos + n])
+                        cache.trim()
                     pos += n
 
     def vectors(self, field: str, indices: Sequence[int] | np.ndarray | None = None) -> np.ndarray:

@@ -230,3 +230,37 @@ def test_other_zarr_layouts_read_exactly(tmp_path, endian, location, crc):
     for b, (o, n) in enumerate(zip(off, ln)):
         np.testing.assert_array_equal(out[b, :n], vals[o:o + n])
         assert not out[b, n:].any()
+
+
+@pytest.mark.parametrize("codec,reads", [("none", 150), ("zstd", 20)])
+def test_one_table_read_from_several_threads(tmp_path, codec, reads):
+    """StreamingBatches' read threads share one ItemTable. Its pread reader keeps a shared fd LRU
+    (closing the least recent beyond ``max_open``: a descriptor another thread was reading from)
+    and the zarr path a shared chunk cache (evicting chunks another thread had just ensured):
+    concurrent reads raised EBADF / KeyError, or could read another file through a reused fd."""
+    import threading
+
+    T, W, data = _data(120, seed=5)  # ~100 shards of 8 rows per field
+    _write(tmp_path / "t.zarr", T, W, data, codec=codec)
+    table = open_store(tmp_path / "t.zarr").audio("dev", cache_bytes=0)  # zarr: every chunk is evicted
+    if codec == "none":
+        table._fast_reader("frames").max_open = 1  # as a split with more shards than max_open
+    lens, errors = table.lengths("frames"), []
+
+    def read(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(reads):
+                idx = np.arange(a := int(rng.integers(0, 110)), a + 10)
+                out = np.empty((int(lens[idx].sum()), D), np.float16)
+                table.rows_into("frames", idx, out)
+                np.testing.assert_array_equal(out, np.concatenate([_want(data, i) for i in idx]))
+        except BaseException as err:  # noqa: BLE001 - reported by the main thread
+            errors.append(repr(err))
+
+    threads = [threading.Thread(target=read, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
