@@ -143,8 +143,11 @@ class ShardRowReader:
         self._index.clear()
 
     def __del__(self) -> None:
-        if getattr(self, "_pid", None) == os.getpid():
-            self.close()
+        try:
+            if getattr(self, "_pid", None) == os.getpid():
+                self.close()
+        except Exception:  # noqa: BLE001 - at interpreter exit os may already be torn down
+            pass
 
     def _shard(self, shard: int) -> tuple[int | None, np.ndarray | None]:
         """(fd, index [C, 2] uint64) of a shard, or (None, None) when its file does not exist."""

@@ -263,9 +263,10 @@ class ItemTable:
             raise StoreError(f"item index out of range [0, {self.num_items}) for {self.split}/{self.kind}")
         lens, offs = self._lengths[field][idx], self._offsets[field][idx]
         total = int(lens.sum())
-        if out.shape[0] != total:
-            raise StoreError(f"rows_into {self.split}/{self.kind}/{field}: output has {out.shape[0]} rows, "
-                             f"the items hold {total}")
+        dim = self.plan.fields[field].dim
+        if out.ndim != 2 or out.shape[0] != total or out.shape[1] != dim:
+            raise StoreError(f"rows_into {self.split}/{self.kind}/{field}: output has shape {tuple(out.shape)}, "
+                             f"the items hold [{total}, {dim}]")
         if field in self._loaded:
             flat, pos = self._loaded[field], 0
             for o, n in zip(offs.tolist(), lens.tolist()):

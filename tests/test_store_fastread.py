@@ -108,8 +108,11 @@ def test_rows_into_equals_concatenated_batches_on_every_path(local):
                 out = np.full((len(want), D), np.nan, dtype=np.float16)
                 table.rows_into(field, idx, out)
                 np.testing.assert_array_equal(out, want)
-    with pytest.raises(StoreError, match="output has 3 rows"):
-        fast.rows_into("frames", np.array([0, 1]), np.zeros((3, D), np.float16))
+    n = int(T[0] + T[1])
+    for bad in (np.zeros((n + 1, D), np.float16), np.zeros((n, D + 1), np.float16)):
+        for table in (fast, slow, loaded):  # a wrong width would make pread read the wrong bytes
+            with pytest.raises(StoreError, match=r"output has shape"):
+                table.rows_into("frames", np.array([0, 1]), bad)
 
 
 def test_missing_shard_file_reads_as_zeros(local):
