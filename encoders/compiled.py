@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -98,7 +99,19 @@ def failure_message(err: BaseException, device: torch.device) -> str:
     first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
     if len(first) > 200:
         first = first[:197] + "..."
-    need = ("inductor on CPU needs a working C++ compiler: install g++ (or point $CXX at one)"
-            if device.type == "cpu" else "inductor on CUDA needs triton (the version your torch wheel names)")
+    if device.type != "cpu":
+        need = "inductor on CUDA needs triton (the version your torch wheel names)"
+    elif (cxx := cpu_compiler()) is None:
+        need = "inductor on CPU needs a working C++ compiler: install g++ (or point $CXX at one)"
+    else:
+        need = f"the C++ compiler ({cxx}) is present, so this is inductor failing on this model: report it"
     return (f"--compile: torch.compile of the audio encoder failed on {device} ({type(err).__name__}: {first}); "
             f"{need}, or run without --compile (same features, eager speed)")
+
+
+def cpu_compiler() -> str | None:
+    """Path of the C++ compiler inductor would use on CPU (its ``cpp.cxx`` candidates), or None."""
+    from torch._inductor import config as inductor
+
+    found = (shutil.which(c) for c in inductor.cpp.cxx if c)
+    return next((f for f in found if f), None)

@@ -88,3 +88,24 @@ def test_a_toolchain_that_cannot_compile_stops_at_start_with_one_line(synth_corp
     assert len(lines) == 1 and lines[0].startswith("audioret extract: error: --compile: torch.compile"), err
     assert "C++ compiler" in lines[0] and "without --compile" in lines[0] and "Traceback" not in err
     assert not (store / "zarr.json").exists()  # stopped before the store was made
+
+
+def test_the_failure_line_blames_the_compiler_only_when_none_is_found(monkeypatch):
+    """A missing compiler says install one; with the compiler present the line says the compiler is
+    there (an op inductor cannot build is not fixed by installing g++)."""
+    import sys
+
+    import torch
+    from torch._dynamo.exc import TorchDynamoException
+    from torch._inductor import config as inductor
+
+    from audioret.encoders.compiled import failure_message
+
+    err = TorchDynamoException("some kernel failed\nlong IR ...")
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, "no-such-c++-compiler"))
+    missing = failure_message(err, torch.device("cpu"))
+    monkeypatch.setattr(inductor.cpp, "cxx", (None, sys.executable))  # any executable on disk
+    present = failure_message(err, torch.device("cpu"))
+    assert "install g++" in missing and "install g++" not in present
+    assert sys.executable in present and "some kernel failed" in present and "\n" not in present
+    assert "--compile" in missing and "without --compile" in present
