@@ -316,8 +316,9 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with the (optionally gated) shared relative position bias.
 
     Keeps the official q/k/v projections as parameters (checkpoint layout) but runs them as one
-    fused matmul whose extra ``8 * H`` outputs are the gate's logits: ``grep_linear`` applied to each
-    head's query is linear in ``x``, so it is folded into the weight (``fused_projection``).
+    fused matmul whose extra ``2 * H`` outputs are the gate's logits: ``grep_linear`` applied to each
+    head's query, summed in groups of 4, is linear in ``x``, so it is folded into the weight
+    (``fused_projection``).
     q, k, v stay strided views of that one output (scaled_dot_product_attention reads strides).
     """
 
@@ -342,7 +343,7 @@ class SelfAttention(nn.Module):
         return ps + ([self.grep_linear.weight, self.grep_linear.bias] if self.gated else [])
 
     def fused_projection(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(weight [3D (+ 8H), D], bias)``: q, k, v and (gated) the gate logits of every head.
+        """``(weight [3D (+ 2H), D], bias)``: q, k, v and (gated) the two gate logits of every head.
 
         Rebuilt whenever autograd records (training) or a parameter changed (in-place version
         counters); otherwise cached, so a frozen encoder concatenates once."""
@@ -356,11 +357,12 @@ class SelfAttention(nn.Module):
         h, dh = self.heads, self.head_dim
         ws = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]
         bs = [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]
-        if self.gated:
-            g_w, g_b = self.grep_linear.weight, self.grep_linear.bias           # [8, dh], [8]
+        if self.gated:  # the gate uses sums of 4 logits: sum the weights instead (2 outputs, not 8)
+            g_w = self.grep_linear.weight.view(2, 4, dh).sum(1)                # [2, dh]
+            g_b = self.grep_linear.bias.view(2, 4).sum(1)                      # [2]
             wq = self.q_proj.weight.view(h, dh, -1)                            # [H, dh, D]
-            ws.append(torch.einsum("od,hdi->hoi", g_w, wq).reshape(h * 8, -1))  # [8H, D]
-            bs.append((self.q_proj.bias.view(h, dh) @ g_w.T + g_b).reshape(h * 8))
+            ws.append(torch.einsum("od,hdi->hoi", g_w, wq).reshape(h * 2, -1))  # [2H, D]
+            bs.append((self.q_proj.bias.view(h, dh) @ g_w.T + g_b).reshape(h * 2))
         w, b = torch.cat(ws), torch.cat(bs)
         if not recording:
             self._fused = (key, w.detach(), b.detach())
@@ -373,13 +375,13 @@ class SelfAttention(nn.Module):
         b, n, d = x.shape
         h, dh = self.heads, self.head_dim
         w, bias_in = self.fused_projection()
-        proj = linear_into(x, w, bias_in, ws, "qkv")                     # [B, N, 3D (+ 8H)]
+        proj = linear_into(x, w, bias_in, ws, "qkv")                     # [B, N, 3D (+ 2H)]
         qkv = proj[..., : 3 * d].view(b, n, 3, h, dh).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)                                          # [B, H, N, dh] views
         bias = None
         if pos_bias is not None:                                          # [H, N, N]
             if self.gated:
-                u = proj[..., 3 * d:].view(b, n, h, 2, 4).sum(-1).transpose(1, 2)  # [B, H, N, 2]
+                u = proj[..., 3 * d:].view(b, n, h, 2).transpose(1, 2)      # [B, H, N, 2]
                 gate_a, gate_b = torch.sigmoid(u).chunk(2, dim=-1)       # [B, H, N, 1] each
                 gate = (gate_a * (gate_b * self.grep_a - 1.0) + 2.0).to(pos_bias.dtype).contiguous()
                 bias_out = ws.get("bias", (b, *pos_bias.shape), pos_bias) if ws is not None else None
