@@ -16,6 +16,7 @@ Two read paths for batches, chosen automatically per field (same arrays either w
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -57,7 +58,17 @@ class _ChunkCache:
         self.rows = array.shape[0]
         self.chunks: OrderedDict[int, np.ndarray] = OrderedDict()
         self.used = 0
-        self.lock = threading.Lock()  # ensure .. rows_of .. trim as one step: streaming reads from threads
+        self._pid = os.getpid()
+        self._lock = threading.Lock()  # ensure .. rows_of .. trim as one step: streaming reads from threads
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The cache's lock. After a fork (DataLoader workers) a new lock and an empty cache: the
+        copied lock may be held, and the cache half-updated, by a parent thread caught mid-read."""
+        if self._pid != os.getpid():
+            self._pid, self._lock = os.getpid(), threading.Lock()
+            self.chunks, self.used = OrderedDict(), 0
+        return self._lock
 
     def ensure(self, chunk_ids: np.ndarray) -> None:
         """Decode the missing chunks, one zarr read per run of consecutive chunk ids."""

@@ -267,3 +267,38 @@ def test_one_table_read_from_several_threads(tmp_path, codec, reads):
     for t in threads:
         t.join()
     assert not errors, errors[:3]
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_fork_while_a_parent_thread_holds_the_read_lock(tmp_path, codec):
+    """A DataLoader forks workers while a streaming read thread may be mid-read: the child's copy
+    of the table's lock is then held forever. The child must get a fresh lock (and, on the zarr
+    path, an empty chunk cache) instead of hanging on its first read."""
+    import multiprocessing as mp
+
+    T, W, data = _data(40, seed=2)
+    _write(tmp_path / "t.zarr", T, W, data, codec=codec)
+    table = open_store(tmp_path / "t.zarr").audio("dev")
+    idx = np.arange(20, 30)
+    out = np.empty((int(table.lengths("frames")[idx].sum()), D), np.float16)
+    table.rows_into("frames", idx, out)  # opens the reader / fills the cache in the parent
+    fast = table._fast_reader("frames")
+    assert (fast is not None) == (codec == "none")
+    held = fast._guard() if fast is not None else table._cache("frames").lock
+    want = np.concatenate([_want(data, i) for i in idx])
+
+    def child() -> None:
+        got = np.empty_like(want)
+        table.rows_into("frames", idx, got)
+        os._exit(0 if np.array_equal(got, want) else 3)
+
+    with held:  # as a read thread of the parent would, at the moment of the fork
+        proc = mp.get_context("fork").Process(target=child)
+        proc.start()
+        proc.join(timeout=60)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+        proc.join()
+    assert not hung, "the forked child hung on the lock its parent held"
+    assert proc.exitcode == 0
