@@ -154,3 +154,25 @@ def test_a_training_mode_forward_without_grad_keeps_activation_dropout():
     with torch.no_grad():
         out, _ = model.extract_features(wave)
     torch.testing.assert_close(out, ref.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_autocast_inference_gelu_in_place_equals_the_out_of_place_activation(layer, monkeypatch):
+    """Under autocast (no workspace) a no-grad forward applies GELU in place on fc1's fresh output:
+    bit-equal to the out-of-place activation, and an autograd forward still records."""
+    from audioret.encoders import beats as beats_mod
+
+    model, _ = layer
+    model.eval()
+    wave = torch.randn(2, 16000) * 0.1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        fast, _ = model.extract_features(wave)
+    for lay in model.encoder.layers:  # not the in-place branch: any other callable is out of place
+        monkeypatch.setattr(lay, "act", lambda x: beats_mod._gelu_fp32(x))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ref, _ = model.extract_features(wave)
+    assert fast.dtype == torch.bfloat16 and torch.equal(fast, ref)
+    monkeypatch.undo()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        grad_out, _ = model.extract_features(wave)
+    grad_out.float().sum().backward()  # the in-place branch never runs where autograd records
+    assert model.encoder.layers[0].fc1.weight.grad is not None
