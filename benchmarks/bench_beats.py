@@ -11,6 +11,7 @@ a host whose speed drifts). Targets: fp32 MFU >= 0.8 of the fp32 matmul peak; bf
 
     python benchmarks/bench_beats.py [--batch 8] [--reps 5] [--threads N] [--no-bf16] [--no-reference]
     python benchmarks/bench_beats.py --threads 1 --cpu-time     # on a shared, loaded machine
+    python benchmarks/bench_beats.py --no-bf16 --breakdown      # where the fp32 time goes
 """
 
 from __future__ import annotations
@@ -68,6 +69,40 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(v):.2f} ({v[0]:.2f}-{v[-1]:.2f})"
 
 
+# op name -> part of the forward; what matches none is element-wise work and preprocessing
+PARTS = {"aten::addmm": "linear layers", "aten::mm": "linear layers",
+         "aten::_scaled_dot_product_flash_attention_for_cpu": "attention",
+         "aten::mkldnn_convolution": "convolutions"}
+
+
+def part_gflop(cfg: BEATsConfig, n_tokens: int) -> dict[str, float]:
+    """Model GFLOP of one clip per part of ``PARTS`` (they add up to ``beats_gflop``)."""
+    d, f, n, L = cfg.encoder_embed_dim, cfg.encoder_ffn_embed_dim, n_tokens, cfg.encoder_layers
+    return {"linear layers": (L * 2 * n * (4 * d * d + 2 * d * f) + 2 * n * cfg.embed_dim * d) / 1e9,
+            "attention": L * 2 * 2 * n * n * d / 1e9,
+            "convolutions": (2 * n * d * (d // cfg.conv_pos_groups) * cfg.conv_pos
+                             + 2 * n * cfg.embed_dim * cfg.input_patch_size ** 2) / 1e9}
+
+
+def breakdown(fn, wave: torch.Tensor, cfg: BEATsConfig, n_tokens: int) -> list[tuple[str, float, float]]:
+    """(part, share of the forward's time, GFLOP/s) from one profiled forward between two matmul
+    bursts; GFLOP/s is returned as the fraction of the bursts' mean. Why: it shows which part keeps
+    MFU from the peak (per-op times from the profiler, on the calling thread)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    before = matmul_gflops()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn(wave)
+    peak = (before + matmul_gflops()) / 2
+    secs: dict[str, float] = {}
+    for ev in prof.key_averages():
+        part = PARTS.get(ev.key, "other (element-wise, fbank)")
+        secs[part] = secs.get(part, 0.0) + ev.self_cpu_time_total / 1e6
+    total, flop = sum(secs.values()), part_gflop(cfg, n_tokens)
+    return [(part, t / total, flop.get(part, 0.0) * wave.shape[0] / t / peak if part in flop else float("nan"))
+            for part, t in sorted(secs.items(), key=lambda kv: -kv[1])]
+
+
 def time_path(fn, wave: torch.Tensor, reps: int, warmup: bool = True) -> float:
     """Seconds per batch (best of ``reps``, after one warm-up call if ``warmup``)."""
     if warmup:
@@ -90,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time in this process's CPU seconds (use with --threads 1): robust to other load on a "
                          "shared machine, where wall-clock MFU mostly measures the share of the cores we got")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also profile one fp32 forward: each part's share of the time and fraction of the peak")
     ap.add_argument("--no-reference", dest="reference", action="store_false",
                     help="skip the reference-style per-clip fbank comparison")
     args = ap.parse_args(argv)
@@ -163,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
               f"  MFU {gflop * b / t_ref / peak['fp32']:.2f}; ours / reference-style {t_ref / t_ours:.2f}x")
         print(f"preprocessing alone           : batched {t_fb / b * 1e3:.1f} ms/clip vs loop "
               f"{t_fb_ref / b * 1e3:.1f} ms/clip = {t_fb_ref / t_fb:.2f}x")
+    if args.breakdown:
+        for part, share, frac in breakdown(ours, wave, model.cfg, n_tokens):
+            eff = "" if frac != frac else f", {frac:.2f} of the matmul peak"
+            print(f"  fp32 {part:<28}: {share:5.1%} of the time{eff}")
     print(f"peak RSS: {rss1 / 1024:.0f} MiB after our forward (+{(rss1 - rss0) / 1024:.0f} MiB over "
           f"model + batch), process peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     return 0
