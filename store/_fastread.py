@@ -13,8 +13,9 @@ Only arrays whose zarr.json says exactly that are read here (:func:`fast_layout`
 otherwise and the caller uses zarr). Shard indexes are cached per process and re-validated by
 ``os.stat`` (zarr's LocalStore replaces shard files atomically, so a new inode means a new
 index; an open fd of the old inode still reads the old, self-consistent bytes). File
-descriptors are opened lazily, kept in a small LRU, and dropped after a fork (pid check), so
-DataLoader workers never share them; pread has no file position to share anyway.
+descriptors are opened lazily, kept in a small LRU, and dropped in a forked child (at the fork,
+see :func:`reset_after_fork`), so DataLoader workers never share them; pread has no file position
+to share anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +113,22 @@ def _parse(array: Any, root: Path) -> ShardLayout | None:
                        index_crc=len(index) == 2, fill_value=float(fill), key_of=array.metadata.encode_chunk_key)
 
 
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()  # readers (and store/reader.py's chunk caches) to reset
+
+
+def reset_after_fork() -> None:
+    """In a forked child, while it still has one thread: every live reader takes a new lock and
+    drops the parent's state. Why at the fork, not on a pid mismatch at first use: a child whose
+    first reads come from several threads raced there (each thread a new lock, resetting under
+    the others: fds double-closed while another thread opened new ones)."""
+    for obj in list(_LIVE):
+        obj._reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_after_fork)
+
+
 class ShardRowReader:
     """Reads row ranges of one array via pread; per-process fd LRU and shard-index cache."""
 
@@ -120,6 +138,14 @@ class ShardRowReader:
         self._fds: OrderedDict[int, tuple[int, tuple[int, int]]] = OrderedDict()   # shard -> (fd, (dev, ino))
         self._index: dict[int, tuple[tuple[int, int] | None, np.ndarray | None]] = {}  # shard -> (id, [C, 2])
         self._lock = threading.Lock()  # one read at a time: the fd LRU closes fds a running read may hold
+        _LIVE.add(self)
+
+    def _reset_after_fork(self) -> None:
+        """(Forked child, one thread.) A new lock (the copy may be held by a parent's thread) and
+        none of the parent's fds (our copies, closed) or indexes."""
+        self._lock = threading.Lock()
+        self.close()
+        self._pid = os.getpid()
 
     # ---- per-process state ----------------------------------------------------------------
     def _guard(self) -> threading.Lock:

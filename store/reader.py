@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._fastread import ShardRowReader, fast_layout
+from ._fastread import _LIVE, ShardRowReader, fast_layout
 from .errors import StoreError, StoreIncompleteError
 from .plan import SplitPlan, SplitStatus, TableHost
 
@@ -60,14 +60,19 @@ class _ChunkCache:
         self.used = 0
         self._pid = os.getpid()
         self._lock = threading.Lock()  # ensure .. rows_of .. trim as one step: streaming reads from threads
+        _LIVE.add(self)  # reset in a forked child at the fork (_fastread.reset_after_fork)
+
+    def _reset_after_fork(self) -> None:
+        """(Forked child, one thread.) A new lock and an empty cache: the copied lock may be held,
+        and the cache half-updated, by a parent thread caught mid-read."""
+        self._pid, self._lock = os.getpid(), threading.Lock()
+        self.chunks, self.used = OrderedDict(), 0
 
     @property
     def lock(self) -> threading.Lock:
-        """The cache's lock. After a fork (DataLoader workers) a new lock and an empty cache: the
-        copied lock may be held, and the cache half-updated, by a parent thread caught mid-read."""
-        if self._pid != os.getpid():
-            self._pid, self._lock = os.getpid(), threading.Lock()
-            self.chunks, self.used = OrderedDict(), 0
+        """The cache's lock (a new one in a forked child, see ``_reset_after_fork``)."""
+        if self._pid != os.getpid():  # a fork that skipped the at-fork handlers
+            self._reset_after_fork()
         return self._lock
 
     def ensure(self, chunk_ids: np.ndarray) -> None:

@@ -302,3 +302,70 @@ def test_fork_while_a_parent_thread_holds_the_read_lock(tmp_path, codec):
         proc.join()
     assert not hung, "the forked child hung on the lock its parent held"
     assert proc.exitcode == 0
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_first_reads_after_a_fork_come_from_several_threads(tmp_path, codec):
+    """A forked child (DataLoader worker, a forked DDP rank) whose first reads come from several
+    read threads at once. Resetting the readers' per-process state lazily, on a pid mismatch at
+    first use, raced there: each thread took its own new lock and reset the state under the
+    others (double-closed the parent's fds while another thread opened new ones: EBADF or a dict
+    changed mid-iteration; emptied or evicted the chunk cache between ensure and copy: KeyError).
+    The child slows os.close / os.getpid and staggers the threads to widen that window; the reset
+    must happen once, at the fork, before any thread reads."""
+    import multiprocessing as mp
+    import threading
+    import time
+
+    T, W, data = _data(120, seed=5)  # ~100 shards per field: the parent holds ~100 fds
+    _write(tmp_path / "t.zarr", T, W, data, codec=codec)
+    table = open_store(tmp_path / "t.zarr").audio("dev", cache_bytes=0)  # zarr: every chunk is evicted
+    lens = table.lengths("frames")
+    table.rows_into("frames", np.arange(120), np.empty((int(lens.sum()), D), np.float16))
+    report = tmp_path / "child_errors.txt"
+
+    def child() -> None:
+        real_close, real_getpid = os.close, os.getpid
+
+        def slow_close(fd: int) -> None:
+            time.sleep(0.002)
+            real_close(fd)
+
+        def slow_getpid() -> int:
+            time.sleep(0.002)
+            return real_getpid()
+
+        os.close, os.getpid = slow_close, slow_getpid
+        errors: list[str] = []
+        start = threading.Barrier(4)
+
+        def read(seed: int) -> None:
+            rng = np.random.default_rng(seed)
+            try:
+                start.wait()
+                time.sleep(0.03 * seed)  # staggered: one thread mid-reset when the next arrives
+                for _ in range(3):
+                    idx = rng.choice(120, size=30, replace=False)
+                    got = table.batch("frames", idx)
+                    for k, i in enumerate(idx.tolist()):
+                        np.testing.assert_array_equal(got.values[k, :T[i]], _want(data, i))
+            except BaseException as err:  # noqa: BLE001 - reported to the parent
+                errors.append(repr(err))
+
+        threads = [threading.Thread(target=read, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        report.write_text("\n".join(errors))
+        os._exit(3 if errors else 0)
+
+    proc = mp.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(timeout=60)
+    hung = proc.is_alive()
+    if hung:
+        proc.kill()
+        proc.join()
+    assert not hung, "the forked child hung"
+    assert proc.exitcode == 0, report.read_text()[:2000] if report.exists() else proc.exitcode
