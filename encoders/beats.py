@@ -408,6 +408,12 @@ class SelfAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
 
+def _forward_hooked(module: nn.Module) -> bool:
+    """True when a forward hook sees ``module``'s output: one that keeps it (activation probes)
+    would see it changed by an in-place op after the call, and one may return another tensor."""
+    return bool(module._forward_hooks or torch.nn.modules.module._global_forward_hooks)
+
+
 class EncoderLayer(nn.Module):
     """Post-LN (DeepNorm residual scale alpha) or pre-LN transformer layer."""
 
@@ -428,7 +434,7 @@ class EncoderLayer(nn.Module):
         if ws is not None and self.act is _gelu_fp32:   # inference: hidden layer in a reused buffer
             h = torch.ops.aten.gelu_(linear_into(x, self.fc1.weight, self.fc1.bias, ws, "ffn"))
             h = F.dropout(h, self.p_act_drop, self.training)  # a training-mode forward under no_grad
-        elif self.act is _gelu_fp32 and not torch.is_grad_enabled():
+        elif self.act is _gelu_fp32 and not torch.is_grad_enabled() and not _forward_hooked(self.fc1):
             h = torch.ops.aten.gelu_(self.fc1(x))  # autocast inference: in place, no second [B, N, F]
             h = F.dropout(h, self.p_act_drop, self.training)
         else:

@@ -176,3 +176,19 @@ def test_autocast_inference_gelu_in_place_equals_the_out_of_place_activation(lay
         grad_out, _ = model.extract_features(wave)
     grad_out.float().sum().backward()  # the in-place branch never runs where autograd records
     assert model.encoder.layers[0].fc1.weight.grad is not None
+
+
+def test_a_forward_hook_on_fc1_keeps_the_pre_activation_under_autocast_inference(layer):
+    """The in-place GELU of autocast inference must not reach a tensor a forward hook on ``fc1`` kept
+    (an activation probe): it saw GELU(fc1(x)) instead of fc1(x)."""
+    model, _ = layer
+    model.eval()
+    fc1 = model.encoder.layers[0].fc1
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = fc1.register_forward_hook(lambda mod, args, out: seen.append((args[0], out)))
+    wave = torch.randn(2, 16000) * 0.1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.extract_features(wave)
+        handle.remove()
+        x, kept = seen[0]
+        assert torch.equal(kept, fc1(x))
