@@ -318,7 +318,8 @@ class SelfAttention(nn.Module):
     Keeps the official q/k/v projections as parameters (checkpoint layout) but runs them as one
     fused matmul whose extra ``2 * H`` outputs are the gate's logits: ``grep_linear`` applied to each
     head's query, summed in groups of 4, is linear in ``x``, so it is folded into the weight
-    (``fused_projection``).
+    (``fused_projection``). So ``q_proj``, ``k_proj``, ``v_proj`` and ``grep_linear`` are never
+    called: forward hooks on them do not fire (hook this module instead).
     q, k, v stay strided views of that one output (scaled_dot_product_attention reads strides).
     """
 
@@ -351,9 +352,17 @@ class SelfAttention(nn.Module):
         recording = torch.is_grad_enabled() and any(p.requires_grad for p in params)
         if torch.compiler.is_compiling():  # traced once into the graph; no Python-side cache
             recording = True
-        key = () if recording else tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
-        if not recording and self._fused is not None and self._fused[0] == key:
-            return self._fused[1], self._fused[2]
+        if recording:
+            return self._fuse()
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if self._fused is None or self._fused[0] != key:
+            # a normal tensor even when first built under inference_mode: a later forward that
+            # records (a frozen encoder under a trainable front end) saves it for backward
+            with torch.inference_mode(False), torch.no_grad():
+                self._fused = (key, *self._fuse())
+        return self._fused[1], self._fused[2]
+
+    def _fuse(self) -> tuple[torch.Tensor, torch.Tensor]:
         h, dh = self.heads, self.head_dim
         ws = [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight]
         bs = [self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]
@@ -363,10 +372,7 @@ class SelfAttention(nn.Module):
             wq = self.q_proj.weight.view(h, dh, -1)                            # [H, dh, D]
             ws.append(torch.einsum("od,hdi->hoi", g_w, wq).reshape(h * 2, -1))  # [2H, D]
             bs.append((self.q_proj.bias.view(h, dh) @ g_w.T + g_b).reshape(h * 2))
-        w, b = torch.cat(ws), torch.cat(bs)
-        if not recording:
-            self._fused = (key, w.detach(), b.detach())
-        return w, b
+        return torch.cat(ws), torch.cat(bs)
 
     def forward(self, x: torch.Tensor, pos_bias: torch.Tensor | None,
                 key_padding: torch.Tensor | None, ws: Workspace | None = None) -> torch.Tensor:
@@ -431,10 +437,11 @@ class EncoderLayer(nn.Module):
         self.p_drop, self.p_act_drop = cfg.dropout, cfg.activation_dropout
 
     def _ffn(self, x: torch.Tensor, ws: Workspace | None = None) -> torch.Tensor:
-        if ws is not None and self.act is _gelu_fp32:   # inference: hidden layer in a reused buffer
+        fast = self.act is _gelu_fp32 and not _forward_hooked(self.fc1)  # else fc1's hooks must see its output
+        if ws is not None and fast:   # inference: hidden layer in a reused buffer
             h = torch.ops.aten.gelu_(linear_into(x, self.fc1.weight, self.fc1.bias, ws, "ffn"))
             h = F.dropout(h, self.p_act_drop, self.training)  # a training-mode forward under no_grad
-        elif self.act is _gelu_fp32 and not torch.is_grad_enabled() and not _forward_hooked(self.fc1):
+        elif fast and not torch.is_grad_enabled():
             h = torch.ops.aten.gelu_(self.fc1(x))  # autocast inference: in place, no second [B, N, F]
             h = F.dropout(h, self.p_act_drop, self.training)
         else:

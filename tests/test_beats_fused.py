@@ -178,17 +178,38 @@ def test_autocast_inference_gelu_in_place_equals_the_out_of_place_activation(lay
     assert model.encoder.layers[0].fc1.weight.grad is not None
 
 
-def test_a_forward_hook_on_fc1_keeps_the_pre_activation_under_autocast_inference(layer):
-    """The in-place GELU of autocast inference must not reach a tensor a forward hook on ``fc1`` kept
-    (an activation probe): it saw GELU(fc1(x)) instead of fc1(x)."""
+@pytest.mark.parametrize("autocast", [True, False])
+def test_a_forward_hook_on_fc1_keeps_the_pre_activation_under_autocast_inference(layer, autocast):
+    """The in-place GELU of inference must not reach a tensor a forward hook on ``fc1`` kept (an
+    activation probe): under autocast it saw GELU(fc1(x)) instead of fc1(x); in fp32 the workspace
+    path never called ``fc1``, so the hook did not fire at all."""
+    import contextlib
+
     model, _ = layer
     model.eval()
     fc1 = model.encoder.layers[0].fc1
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     handle = fc1.register_forward_hook(lambda mod, args, out: seen.append((args[0], out)))
     wave = torch.randn(2, 16000) * 0.1
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    cast = torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with torch.no_grad(), cast:
         model.extract_features(wave)
         handle.remove()
         x, kept = seen[0]
         assert torch.equal(kept, fc1(x))
+
+
+def test_fused_projection_cached_under_inference_mode_serves_a_recording_forward(layer):
+    """Extraction runs under ``torch.inference_mode``; a cached fused weight built there was an
+    inference tensor, and a later forward that records (a frozen encoder under a trainable front
+    end) failed: "Inference tensors cannot be saved for backward"."""
+    model, _ = layer
+    model.eval().requires_grad_(False)
+    wave = torch.randn(2, 16000) * 0.1
+    with torch.inference_mode():
+        ref, _ = model.extract_features(wave)
+    model.patch_embedding.requires_grad_(True)
+    out, _ = model.extract_features(wave)
+    out.float().pow(2).sum().backward()
+    assert model.patch_embedding.weight.grad is not None
+    torch.testing.assert_close(out.detach(), ref, atol=1e-5, rtol=1e-5)
