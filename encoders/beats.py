@@ -337,6 +337,7 @@ class SelfAttention(nn.Module):
             self.relative_attention_bias = nn.Embedding(cfg.num_buckets, h)
         self.dropout = cfg.attention_dropout
         self._fused: tuple[tuple[Any, ...], torch.Tensor, torch.Tensor] | None = None
+        self._infer: tuple[Any, ...] | None = None  # (key, *inference_params())
 
     def _projection_params(self) -> list[torch.Tensor]:
         ps = [self.q_proj.weight, self.q_proj.bias, self.k_proj.weight, self.k_proj.bias,
@@ -387,20 +388,14 @@ class SelfAttention(nn.Module):
         bias = None
         if pos_bias is not None:                                          # [H, N, N]
             if self.gated:
-                # small [B, N, H, 2] logits copied out in fp32: element-wise ops on the strided bf16
-                # view ran ~10x slower (a quarter of a bf16 forward's non-GEMM time on 2 threads)
-                u = torch.sigmoid(proj[..., 3 * d:].float().view(b, n, h, 2))
-                gate_a, gate_b = u.unbind(-1)                                # [B, N, H] each
-                gate = gate_a * (gate_b * self.grep_a.view(h) - 1.0) + 2.0   # [B, N, H]
-                gate = gate.to(pos_bias.dtype).transpose(1, 2).unsqueeze(-1).contiguous()  # [B, H, N, 1]
+                gate = self._gate(proj[..., 3 * d:], pos_bias.dtype)     # [B, H, N, 1]
                 bias_out = ws.get("bias", (b, *pos_bias.shape), pos_bias) if ws is not None else None
                 bias = torch.mul(gate, pos_bias, out=bias_out) if bias_out is not None else gate * pos_bias
                 # [B, H, N, N] contiguous (SDPA would copy it otherwise)
             else:
                 bias = pos_bias.unsqueeze(0)
         if key_padding is not None:
-            neg = torch.zeros(b, 1, 1, n, dtype=q.dtype, device=x.device)
-            neg = neg.masked_fill(key_padding[:, None, None, :], float("-inf"))
+            neg = _key_padding_bias(key_padding, q.dtype)
             if bias is None:
                 bias = neg
             elif ws is not None and self.gated:
@@ -413,11 +408,72 @@ class SelfAttention(nn.Module):
             q, k, v, attn_mask=bias, dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).reshape(b, n, d))
 
+    def _gate(self, logits: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Gate logits [B, N, 2H] -> the per-row gate of the shared bias [B, H, N, 1] in ``dtype``.
 
-def _forward_hooked(module: nn.Module) -> bool:
-    """True when a forward hook sees ``module``'s output: one that keeps it (activation probes)
-    would see it changed by an in-place op after the call, and one may return another tensor."""
-    return bool(module._forward_hooks or torch.nn.modules.module._global_forward_hooks)
+        The logits are copied out in fp32 first: element-wise ops on the strided bf16 view ran
+        ~10x slower (a quarter of a bf16 forward's non-GEMM time on 2 threads)."""
+        b, n, h = logits.shape[0], logits.shape[1], self.heads
+        gate_a, gate_b = torch.sigmoid(logits.float().view(b, n, h, 2)).unbind(-1)  # [B, N, H] each
+        gate = gate_a * (gate_b * self.grep_a.view(h) - 1.0) + 2.0
+        return gate.to(dtype).transpose(1, 2).unsqueeze(-1).contiguous()
+
+    def inference_params(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For ``residual_into``: (fused weight [3D + 2H, D], gate-logit bias [2H], q's bias times
+        the attention scale [H, dh], out_proj's bias with v's bias folded in [D]). Cached like the
+        fused projection (rebuilt when a parameter changes)."""
+        params = self._projection_params() + [self.out_proj.weight, self.out_proj.bias]
+        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        if self._infer is None or self._infer[0] != key:
+            with torch.inference_mode(False), torch.no_grad():
+                w, bias = self.fused_projection()
+                d = self.heads * self.head_dim
+                q_bias = (bias[:d] * self.head_dim ** -0.5).view(self.heads, self.head_dim)
+                out_bias = self.out_proj.bias + self.out_proj.weight @ bias[2 * d: 3 * d]
+                self._infer = (key, w, bias[3 * d:].clone(), q_bias, out_bias)
+        return self._infer[1:]
+
+    def residual_into(self, x: torch.Tensor, pos_bias: torch.Tensor, key_padding: torch.Tensor | None,
+                      ws: Workspace, alpha: float) -> torch.Tensor:
+        """``alpha * x + forward(x)`` written into ``x`` (contiguous [B, N, D], which the caller
+        gives up); eval-mode, no-grad, non-autocast inference with the gated bias only.
+
+        Equal to ``forward`` up to rounding, with the three projection biases moved to where they
+        cost no pass over the [B, N, 3D] output: k's bias adds ``q_i . b_k`` to every score of row
+        i, which softmax ignores, so it is dropped; the attention rows sum to 1, so v's bias is
+        folded into out_proj's; q's bias adds ``scale * b_q . k_j`` to every score of column j, a
+        term added to the gated bias in the pass that builds it. So the q/k/v GEMM runs without a
+        bias (no broadcast copy into its output), and out_proj accumulates into the residual
+        (``addmm_`` with ``beta=alpha``) instead of writing a fresh output and then adding."""
+        b, n, d = x.shape
+        h, dh = self.heads, self.head_dim
+        w, gate_bias, q_bias, out_bias = self.inference_params()
+        proj = ws.get("qkv", (b, n, w.shape[0]), x)                        # [B, N, 3D + 2H]
+        torch.mm(x.view(-1, d), w.t(), out=proj.view(-1, w.shape[0]))
+        q, k, v = proj[..., : 3 * d].view(b, n, 3, h, dh).permute(2, 0, 3, 1, 4).unbind(0)
+        gate = self._gate(proj[..., 3 * d:] + gate_bias, pos_bias.dtype)   # [B, H, N, 1]
+        per_key = torch.einsum("bhnd,hd->bhn", k, q_bias).unsqueeze(2)     # [B, H, 1, N]
+        bias = torch.addcmul(per_key, gate, pos_bias, out=ws.get("bias", (b, *pos_bias.shape), pos_bias))
+        if key_padding is not None:
+            bias.add_(_key_padding_bias(key_padding, bias.dtype))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)      # [B, H, N, dh]
+        x.add_(out_bias, alpha=1.0 / alpha)
+        x.view(-1, d).addmm_(out.transpose(1, 2).reshape(b * n, d), self.out_proj.weight.t(), beta=alpha)
+        return x
+
+
+def _key_padding_bias(key_padding: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """[B, N] bool (True = padded) -> additive attention bias [B, 1, 1, N]: 0 or -inf."""
+    b, n = key_padding.shape
+    neg = torch.zeros(b, 1, 1, n, dtype=dtype, device=key_padding.device)
+    return neg.masked_fill(key_padding[:, None, None, :], float("-inf"))
+
+
+def _forward_hooked(*modules: nn.Module) -> bool:
+    """True when a forward hook sees one of ``modules``' outputs: one that keeps it (activation
+    probes) would see it changed by an in-place op after the call, and a fast path that does not
+    call the module would skip the hook."""
+    return bool(torch.nn.modules.module._global_forward_hooks) or any(m._forward_hooks for m in modules)
 
 
 class EncoderLayer(nn.Module):
@@ -448,8 +504,29 @@ class EncoderLayer(nn.Module):
             h = F.dropout(self.act(self.fc1(x)), self.p_act_drop, self.training)
         return F.dropout(self.fc2(h), self.p_drop, self.training)
 
+    def _ffn_residual_into(self, x: torch.Tensor, ws: Workspace) -> torch.Tensor:
+        """``alpha * x + ffn(x)`` written into ``x`` (eval-mode inference, GELU): fc2 accumulates into
+        the residual (``addmm_`` with ``beta=alpha``; its bias added to ``x`` first, scaled)."""
+        d = x.shape[-1]
+        h = torch.ops.aten.gelu_(linear_into(x, self.fc1.weight, self.fc1.bias, ws, "ffn"))
+        x.add_(self.fc2.bias, alpha=1.0 / self.alpha)
+        x.view(-1, d).addmm_(h.view(-1, h.shape[-1]), self.fc2.weight.t(), beta=self.alpha)
+        return x
+
+    def _in_place_inference(self, x: torch.Tensor, pos_bias: torch.Tensor | None, ws: Workspace | None) -> bool:
+        """Where ``forward`` may take the in-place inference path (post-LN, gated bias, eval mode,
+        the workspace's no-grad non-autocast forwards, no forward hook on a module it skips)."""
+        return (ws is not None and pos_bias is not None and not self.training and not self.pre_ln
+                and self.self_attn.gated and self.act is _gelu_fp32 and x.is_contiguous()
+                and not _forward_hooked(self.self_attn, self.self_attn.out_proj, self.fc1, self.fc2))
+
     def forward(self, x: torch.Tensor, pos_bias: torch.Tensor | None,
                 key_padding: torch.Tensor | None, ws: Workspace | None = None) -> torch.Tensor:
+        """With ``ws`` (Encoder.forward's inference forwards) ``x`` may be overwritten: it is the
+        encoder's own intermediate, and the residual sums accumulate in it."""
+        if self._in_place_inference(x, pos_bias, ws):
+            x = self.self_attn_layer_norm(self.self_attn.residual_into(x, pos_bias, key_padding, ws, self.alpha))
+            return self.final_layer_norm(self._ffn_residual_into(x, ws))
         if self.pre_ln:
             x = x + F.dropout(self.self_attn(self.self_attn_layer_norm(x), pos_bias, key_padding, ws),
                               self.p_drop, self.training)

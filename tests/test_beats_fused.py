@@ -130,8 +130,9 @@ def test_inference_workspace_reuses_buffers_and_equals_the_autograd_path(layer, 
     monkeypatch.setattr(beats_mod.Workspace, "usable", staticmethod(lambda x: False))
     with torch.no_grad():
         ref, _ = model.extract_features(wave)
-    # same kernels in the same order: measured bit-equal (tiny and full size); a misused buffer
-    # would be off by O(1). (The autograd path differs by up to 4e-6 at full size: other SDPA kernel.)
+    # the in-place inference path (biases moved, residuals accumulated in place) differs from the
+    # plain one by rounding only: max 4.8e-6 at full size (random weights, one clip padded); a
+    # misused buffer would be off by O(1). (The autograd path: up to 4e-6, another SDPA kernel.)
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
     monkeypatch.undo()
     monkeypatch.setattr(beats_mod.Workspace, "get", spy)
@@ -213,3 +214,45 @@ def test_fused_projection_cached_under_inference_mode_serves_a_recording_forward
     out.float().pow(2).sum().backward()
     assert model.patch_embedding.weight.grad is not None
     torch.testing.assert_close(out.detach(), ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_in_place_inference_path_equals_the_plain_layer(layer, padded, monkeypatch):
+    """Eval-mode fp32 inference takes ``residual_into`` / ``_ffn_residual_into`` (k's bias dropped,
+    v's folded into out_proj's, q's added per key to the gated bias, residuals accumulated in
+    place): equal to the plain layer up to rounding, with and without key padding; not taken in
+    training mode, under autocast, or while a skipped module is hooked."""
+    from audioret.encoders import beats as beats_mod
+
+    model, _ = layer
+    model.eval()
+    for lay in model.encoder.layers:  # non-zero biases, so a dropped or misplaced one shows
+        for lin in (lay.self_attn.q_proj, lay.self_attn.k_proj, lay.self_attn.v_proj, lay.self_attn.out_proj,
+                    lay.fc2):
+            torch.nn.init.normal_(lin.bias, std=0.5)
+    wave = torch.randn(2, 16000) * 0.1
+    pad = torch.zeros(2, 16000, dtype=torch.bool)
+    if padded:
+        pad[1, 9000:] = True
+    calls: list[int] = []
+    real = beats_mod.SelfAttention.residual_into
+    monkeypatch.setattr(beats_mod.SelfAttention, "residual_into",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    with torch.no_grad():
+        fast, mask = model.extract_features(wave, pad)
+    assert len(calls) == model.cfg.encoder_layers
+    with monkeypatch.context() as m:
+        m.setattr(beats_mod.EncoderLayer, "_in_place_inference", lambda self, *a: False)
+        with torch.no_grad():
+            ref, _ = model.extract_features(wave, pad)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
+    calls.clear()
+    with torch.no_grad():
+        model.train().extract_features(wave, pad)                 # dropout: rows no longer sum to 1
+        model.eval()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            model.extract_features(wave, pad)
+        handle = model.encoder.layers[0].fc2.register_forward_hook(lambda *a: None)
+        model.extract_features(wave, pad)
+        handle.remove()
+    assert len(calls) == model.cfg.encoder_layers - 1            # the hooked layer took the plain path
