@@ -470,10 +470,12 @@ def _key_padding_bias(key_padding: torch.Tensor, dtype: torch.dtype) -> torch.Te
 
 
 def _forward_hooked(*modules: nn.Module) -> bool:
-    """True when a forward hook sees one of ``modules``' outputs: one that keeps it (activation
-    probes) would see it changed by an in-place op after the call, and a fast path that does not
-    call the module would skip the hook."""
-    return bool(torch.nn.modules.module._global_forward_hooks) or any(m._forward_hooks for m in modules)
+    """True when a forward (pre-)hook is registered on one of ``modules`` (or globally): one that
+    keeps the output (activation probes) would see it changed by an in-place op after the call,
+    and a fast path that does not call the module would skip the hook."""
+    glob = torch.nn.modules.module
+    return bool(glob._global_forward_hooks or glob._global_forward_pre_hooks) or any(
+        m._forward_hooks or m._forward_pre_hooks for m in modules)
 
 
 class EncoderLayer(nn.Module):

@@ -255,4 +255,8 @@ def test_in_place_inference_path_equals_the_plain_layer(layer, padded, monkeypat
         handle = model.encoder.layers[0].fc2.register_forward_hook(lambda *a: None)
         model.extract_features(wave, pad)
         handle.remove()
-    assert len(calls) == model.cfg.encoder_layers - 1            # the hooked layer took the plain path
+        assert len(calls) == model.cfg.encoder_layers - 1        # the hooked layer took the plain path
+        handle = model.encoder.layers[0].self_attn.out_proj.register_forward_pre_hook(lambda *a: None)
+        model.extract_features(wave, pad)
+        handle.remove()
+    assert len(calls) == 2 * model.cfg.encoder_layers - 2        # a pre-hook counts too
