@@ -277,15 +277,28 @@ def relative_position_buckets(n: int, num_buckets: int, max_distance: int,
 
 
 class Workspace:
-    """Output tensors reused by every layer of one inference forward (no autograd, no autocast).
+    """Output tensors reused by every layer of one inference forward (no autograd).
 
     Why: glibc serves each allocation over 32 MB (the q/k/v projection, the FFN's hidden layer, the
     gated bias at batch 8 x 10 s) with a fresh mmap, and first-touching its pages cost ~13% of a CPU
     forward (400k page faults per batch of 8). Reusing one buffer per role pays that once per
-    forward. A buffer is only handed out again after the layer that used it is done with it."""
+    forward. A buffer is only handed out again after the layer that used it is done with it.
+    ``gemm`` is False under autocast: ``out=`` matmuls are not autocast, so only the element-wise
+    gated bias (already in the autocast dtype) gets a buffer there."""
 
-    def __init__(self) -> None:
+    def __init__(self, gemm: bool = True) -> None:
         self._bufs: dict[str, torch.Tensor] = {}
+        self.gemm = gemm
+
+    @classmethod
+    def for_forward(cls, x: torch.Tensor) -> "Workspace | None":
+        """The workspace of one forward over ``x``: full where ``usable``, bias-only in autocast
+        inference, none where autograd records or while compiling."""
+        if cls.usable(x):
+            return cls()
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            return None
+        return cls(gemm=False)
 
     @staticmethod
     def usable(x: torch.Tensor) -> bool:
@@ -305,7 +318,7 @@ def linear_into(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ws: W
                 role: str) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` ([..., D_in] -> [..., D_out]), written into ``ws``'s buffer for
     ``role`` when one is given (same addmm kernel)."""
-    if ws is None or not x.is_contiguous():
+    if ws is None or not ws.gemm or not x.is_contiguous():
         return F.linear(x, weight, bias)
     out = ws.get(role, (*x.shape[:-1], weight.shape[0]), x)
     torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight.t(), out=out.view(-1, weight.shape[0]))
@@ -496,7 +509,7 @@ class EncoderLayer(nn.Module):
 
     def _ffn(self, x: torch.Tensor, ws: Workspace | None = None) -> torch.Tensor:
         fast = self.act is _gelu_fp32 and not _forward_hooked(self.fc1)  # else fc1's hooks must see its output
-        if ws is not None and fast:   # inference: hidden layer in a reused buffer
+        if ws is not None and ws.gemm and fast:   # inference: hidden layer in a reused buffer
             h = torch.ops.aten.gelu_(linear_into(x, self.fc1.weight, self.fc1.bias, ws, "ffn"))
             h = F.dropout(h, self.p_act_drop, self.training)  # a training-mode forward under no_grad
         elif fast and not torch.is_grad_enabled():
@@ -518,7 +531,7 @@ class EncoderLayer(nn.Module):
     def _in_place_inference(self, x: torch.Tensor, pos_bias: torch.Tensor | None, ws: Workspace | None) -> bool:
         """Where ``forward`` may take the in-place inference path (post-LN, gated bias, eval mode,
         the workspace's no-grad non-autocast forwards, no forward hook on a module it skips)."""
-        return (ws is not None and pos_bias is not None and not self.training and not self.pre_ln
+        return (ws is not None and ws.gemm and pos_bias is not None and not self.training and not self.pre_ln
                 and self.self_attn.gated and self.act is _gelu_fp32 and x.is_contiguous()
                 and not _forward_hooked(self.self_attn, self.self_attn.out_proj, self.fc1, self.fc2))
 
@@ -578,7 +591,7 @@ class Encoder(nn.Module):
         low = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else None
         pos_bias = self.position_bias(n, x.device, low if low in (torch.bfloat16, torch.float16) else x.dtype)
         decay = self.cfg.layer_wise_gradient_decay_ratio
-        ws = Workspace() if Workspace.usable(x) else None  # buffers shared by the layers of this forward
+        ws = Workspace.for_forward(x)  # buffers shared by the layers of this forward
         for layer in self.layers:
             if self.training and decay != 1.0:
                 x = _GradScale.apply(x, decay)

@@ -138,8 +138,13 @@ def test_inference_workspace_reuses_buffers_and_equals_the_autograd_path(layer, 
     monkeypatch.setattr(beats_mod.Workspace, "get", spy)
     ptrs.clear()
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        model.extract_features(wave)  # out= ops are not autocast: no workspace
-    assert not ptrs
+        low, _ = model.extract_features(wave)
+    # out= matmuls are not autocast: only the gated bias (element-wise, already bf16) is buffered
+    assert len(ptrs) == model.cfg.encoder_layers and len(set(ptrs)) == 1
+    monkeypatch.setattr(beats_mod.Workspace, "for_forward", classmethod(lambda cls, x: None))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain, _ = model.extract_features(wave)
+    assert low.dtype == torch.bfloat16 and torch.equal(low, plain)  # the same kernels: bit-equal
 
 
 def test_a_training_mode_forward_without_grad_keeps_activation_dropout():
